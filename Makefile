@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - create .venv, install, run the demo (main job on an embedded default)
+#   make test   - create .venv, install with test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mask2former demo --output demo_output
+
+test: $(STAMP)
+	$(PY) -m ruff check mask2former tests benchmarks
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check mask2former tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_vs_hf.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

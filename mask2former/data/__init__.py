@@ -1,0 +1,1 @@
+"""Reading images and datasets, and transforming them jointly with their targets."""

@@ -1,0 +1,1 @@
+"""Training and evaluation loops, optimiser set-up, checkpoints, multi-process helpers."""

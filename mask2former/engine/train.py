@@ -1,0 +1,321 @@
+"""``train``: DATA.yaml + a preset -> a trained checkpoint, on one CPU or many GPUs (torchrun).
+
+The loop is deliberately plain: build everything, then per iteration run ``grad_accum``
+micro-batches (forward, loss, backward), clip the full-model gradient norm, step the optimiser
+and the schedule; log, checkpoint and evaluate on their periods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from mask2former.build import build_model
+from mask2former.checkpoint import read_checkpoint, save_model
+from mask2former.config import TrainConfig, to_dict
+from mask2former.data.datasets import DatasetSplit, build_split, load_data_config
+from mask2former.data.loader import IterationBatchSampler, TrainingSet, TrainSample, collate
+from mask2former.data.transforms import build_train_transform
+from mask2former.engine import distributed as dist
+from mask2former.engine.checkpoint import (
+    load_training_state,
+    prune_checkpoints,
+    save_training_state,
+    set_rng_state,
+)
+from mask2former.engine.evaluate import evaluate, tasks_for
+from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from mask2former.losses import build_criterion
+from mask2former.structures import Target
+
+logger = logging.getLogger("mask2former")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the iteration."""
+
+
+def prepare_batch(samples: list[TrainSample], mean: torch.Tensor, std: torch.Tensor, size_divisibility: int,
+                  device: torch.device) -> tuple[torch.Tensor, list[Target]]:
+    """Normalise, zero-pad (after normalisation) to a common size divisible by
+    ``size_divisibility``, and pad the masks with background to the same size."""
+    h = max(s.image.shape[1] for s in samples)
+    w = max(s.image.shape[2] for s in samples)
+    if size_divisibility > 1:
+        h, w = -(-h // size_divisibility) * size_divisibility, -(-w // size_divisibility) * size_divisibility
+    pixels = torch.zeros((len(samples), 3, h, w), device=device)
+    targets = []
+    for i, s in enumerate(samples):
+        ih, iw = s.image.shape[1:]
+        pixels[i, :, :ih, :iw] = (s.image.to(device).float() - mean) / std
+        masks = torch.zeros((len(s.target), h, w), dtype=torch.bool, device=device)
+        masks[:, :ih, :iw] = s.target.masks.to(device)
+        targets.append(Target(masks=masks, labels=s.target.labels.to(device), is_thing=s.target.is_thing,
+                              iscrowd=s.target.iscrowd, ignore=s.target.ignore))
+    return pixels, targets
+
+
+def loss_generators(samples: list[TrainSample], seed: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per image for the loss's random points, seeded by its sample number: the
+    points do not depend on how samples are spread over processes or on resuming."""
+    gens = []
+    for s in samples:
+        g = torch.Generator(device=device)
+        g.manual_seed((seed * 1_000_003 + s.position * 7919 + 17) % (2**63 - 1))
+        gens.append(g)
+    return gens
+
+
+def _amp_context(amp: str, device: torch.device) -> tuple[contextlib.AbstractContextManager, Any]:
+    mode = amp if amp != "auto" else ("fp16" if device.type == "cuda" else "off")
+    if mode == "off":
+        return contextlib.nullcontext(), None
+    dtype = torch.float16 if mode == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type) if mode == "fp16" else None
+    return torch.autocast(device_type=device.type, dtype=dtype), scaler
+
+
+def adopt_dataset(config: TrainConfig, split: DatasetSplit, data_format: str) -> None:
+    """The model predicts the dataset's classes; its evaluation flags follow what the
+    annotations allow (semantic label maps cannot teach instances)."""
+    config.model.categories = list(split.categories)
+    config.model.num_classes = len(split.categories)
+    tasks = tasks_for(data_format, split.categories)
+    inf = config.model.inference
+    inf.semantic_on, inf.instance_on, inf.panoptic_on = ("semantic" in tasks, "instance" in tasks,
+                                                         "panoptic" in tasks)
+    config.model.dataset = config.model.dataset or data_format
+
+
+def initialise_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Fine-tuning start: copy every weight of ``path`` whose name and shape fit; the class head
+    (and anything else that does not fit) keeps its fresh initialisation. Returns the report."""
+    _, state = read_checkpoint(path)
+    own = model.state_dict()
+    kept, reinit, unused = [], [], []
+    for key, value in state.items():
+        if key in own and own[key].shape == value.shape:
+            own[key] = value
+            kept.append(key)
+        else:
+            unused.append(key)
+    reinit = sorted(set(own) - set(kept))
+    model.load_state_dict(own)
+    return {"kept": kept, "reinitialised": reinit, "unused": unused}
+
+
+def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.PathLike, *, resume: bool = False,
+          init: str | os.PathLike | None = None, device: str = "cpu", skip_bad: bool = False,
+          progress: bool = True) -> Path:
+    """Train and return the path of ``model_final.pt`` (which ``load_model`` reads)."""
+    multi = dist.init_from_env(device)
+    rank, world = dist.rank(), dist.world_size()
+    dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device.startswith("cuda") and multi
+                       else device)
+    out = Path(output_dir)
+    ckpt_dir = out / "checkpoints"
+    data_config = load_data_config(data)
+    train_split = build_split(data_config, "train", skip_bad=skip_bad)
+    val_split = build_split(data_config, "val", skip_bad=skip_bad) if "val" in data_config.splits else None
+    adopt_dataset(config, train_split, data_config.format)
+    config.validate()
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(dev)
+    if init is not None and not (resume and (ckpt_dir / "last.pt").exists()):
+        report = initialise_from(model, init)
+        logger.info("initialised from %s: %d tensors kept, %d re-initialised (%s), %d unused", init,
+                    len(report["kept"]), len(report["reinitialised"]),
+                    ", ".join(sorted({k.rsplit(".", 1)[0] for k in report["reinitialised"]})) or "none",
+                    len(report["unused"]))
+    criterion = build_criterion(config.model).to(dev)
+    optimizer = build_optimizer(model, config.solver)
+    scheduler = build_scheduler(optimizer, config.solver, config.max_iter)
+    autocast, scaler = _amp_context(config.solver.amp, dev)
+    start_iter = 0
+    if resume and (ckpt_dir / "last.pt").exists():
+        state = load_training_state(ckpt_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_iter = int(state["iteration"])
+        set_rng_state(state["rng"])
+        logger.info("resumed from %s at iteration %d", ckpt_dir / "last.pt", start_iter)
+    elif resume:
+        logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    ddp_model = model
+    if multi:
+        if config.model.backbone.norm == "SyncBN" and dev.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
+                                                              else None)
+
+    inp = config.input
+    transform = build_train_transform(inp.augmentation, crop_size=tuple(inp.crop_size), base_size=inp.base_size,
+                                      min_scale=inp.min_scale, max_scale=inp.max_scale,
+                                      cat_max_ratio=inp.cat_max_ratio, color=inp.color_jitter, flip=inp.flip)
+    sampler = IterationBatchSampler(len(train_split), batch_size=config.batch_size, grad_accum=config.grad_accum,
+                                    rank=rank, world=world, seed=config.seed, start_iter=start_iter,
+                                    max_iter=config.max_iter)
+    loader = torch.utils.data.DataLoader(
+        TrainingSet(train_split, transform, seed=config.seed, skip_bad=skip_bad), batch_sampler=sampler,
+        collate_fn=collate, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),  # never draws from the global RNG
+    )
+    mean = torch.tensor(config.model.inference.pixel_mean, device=dev).view(3, 1, 1)
+    std = torch.tensor(config.model.inference.pixel_std, device=dev).view(3, 1, 1)
+    logger_ = _RunLogger(out, start_iter, config.max_iter, enabled=dist.is_main(), progress=progress)
+    batches = iter(loader)
+    model.train()
+    skipped = 0
+    try:
+        for it in range(start_iter, config.max_iter):
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            totals: dict[str, float] = {}
+            for micro in range(config.grad_accum):
+                samples = next(batches)
+                skipped += sampler.micro - len(samples)
+                if not samples:
+                    continue
+                pixels, targets = prepare_batch(samples, mean, std, config.model.inference.size_divisibility, dev)
+                sync = micro == config.grad_accum - 1 or not multi
+                with (contextlib.nullcontext() if sync else ddp_model.no_sync()):
+                    with autocast:
+                        output = ddp_model(pixels)
+                    losses = criterion(output, targets, generators=loss_generators(samples, config.seed, dev))
+                    loss = sum(losses.values()) / config.grad_accum
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.0) + float(v) / config.grad_accum
+            total = sum(totals.values())
+            finite = torch.tensor([1.0 if math.isfinite(total) else 0.0])
+            if float(dist.all_reduce_sum(finite)) < world:
+                raise TrainingError(
+                    f"non-finite loss at iteration {it + 1}: "
+                    + ", ".join(f"{k}={v:.4g}" for k, v in totals.items() if not math.isfinite(v))
+                    + f"; the last good checkpoint is kept in {ckpt_dir} (try a lower solver.base_lr)")
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = clip_gradients(model, config.solver.clip_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            done = it + 1
+            base_lr = max(g["lr"] for g in optimizer.param_groups)  # the non-backbone learning rate
+            logger_.step(done, total, totals, base_lr, grad_norm, time.perf_counter() - t0, config.log_period)
+            if done % config.checkpoint_period == 0 or done == config.max_iter:
+                if dist.is_main():
+                    save_training_state(ckpt_dir / "last.pt", model=model, config=config, optimizer=optimizer,
+                                        scheduler=scheduler, scaler=scaler, iteration=done)
+                    if done != config.max_iter:
+                        save_training_state(ckpt_dir / f"model_{done:07d}.pt", model=model, config=config,
+                                            optimizer=optimizer, scheduler=scheduler, scaler=scaler, iteration=done)
+                        prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+                dist.barrier()
+            if val_split is not None and config.eval_period and done % config.eval_period == 0 \
+                    and done != config.max_iter:
+                _evaluate_and_log(model, val_split, data_config.format, logger_, done)
+        final = out / "model_final.pt"
+        if dist.is_main():
+            save_model(model, final, config.model)
+            if val_split is not None:
+                metrics = _evaluate_and_log(model, val_split, data_config.format, logger_, config.max_iter)
+                (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        if skipped:
+            logger.warning("skipped %d samples that failed to load (--skip-bad)", skipped)
+        dist.barrier()
+        return final
+    finally:
+        logger_.close()
+        dist.cleanup()
+
+
+def _evaluate_and_log(model: torch.nn.Module, split: DatasetSplit, data_format: str, run_logger: _RunLogger,
+                      iteration: int) -> dict[str, float]:
+    if not dist.is_main():
+        return {}
+    model.eval()
+    metrics = evaluate(model, split, tasks_for(data_format, split.categories))
+    model.train()
+    run_logger.metrics(iteration, metrics)
+    return metrics
+
+
+class _RunLogger:
+    """Progress bar (loss, lr, ETA), JSON lines and TensorBoard scalars, on the main process only."""
+
+    def __init__(self, out: Path, start: int, total: int, *, enabled: bool, progress: bool) -> None:
+        self.enabled = enabled
+        self.bar = self.tb = self.jsonl = None
+        if not enabled:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(out / "log.jsonl", "a")  # noqa: SIM115 - open for the whole run
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=start or None)
+        except ImportError:
+            logger.warning("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
+        self.window: list[float] = []
+
+    def step(self, iteration: int, total: float, losses: dict[str, float], lr: float, grad_norm: float,
+             seconds: float, period: int) -> None:
+        if not self.enabled:
+            return
+        self.window = (self.window + [total])[-20:]
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{sum(self.window) / len(self.window):.3f}", lr=f"{lr:.2e}")
+        if iteration % period == 0 or iteration == 1:
+            record = {"iteration": iteration, "loss": total, "lr": lr, "grad_norm": grad_norm, "time": seconds,
+                      **{k: v for k, v in losses.items() if "_" not in k.removeprefix("loss_")}}
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
+            if self.tb is not None:
+                for k, v in record.items():
+                    if k != "iteration":
+                        self.tb.add_scalar(f"train/{k}", v, iteration)
+
+    def metrics(self, iteration: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"iteration": iteration, "eval": metrics}) + "\n")
+        self.jsonl.flush()
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, int | float) and math.isfinite(v):
+                    self.tb.add_scalar(f"val/{k}", v, iteration)
+        summary = ", ".join(f"{k} {v:.1f}" for k, v in metrics.items() if k.count(".") == 1)
+        (self.bar.write if self.bar is not None else logger.info)(f"[eval @ {iteration}] {summary}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.jsonl is not None:
+            self.jsonl.close()

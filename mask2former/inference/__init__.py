@@ -1,0 +1,1 @@
+"""Post-processing (pure functions), the Predictor, and writers for people and for tools."""

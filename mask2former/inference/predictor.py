@@ -1,0 +1,183 @@
+"""Predictor: images in, semantic / instance / panoptic results at each image's original size out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mask2former.config import InferenceConfig, ModelConfig
+from mask2former.data.image import ImageError, read_image, to_rgb
+from mask2former.data.transforms import resize_image, shortest_edge_size
+from mask2former.inference import postprocess as pp
+from mask2former.modeling import Mask2Former
+from mask2former.structures import ImageResult
+
+TASKS = ("semantic", "instance", "panoptic")
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
+
+
+@dataclass
+class _Prepared:
+    index: int
+    tensor: torch.Tensor  # [3, h, w] normalised, not padded
+    original_size: tuple[int, int]
+    file_name: str
+
+
+def parse_tasks(task: str | Sequence[str]) -> tuple[str, ...]:
+    """"all", one task or several -> a tuple of task names; unknown names raise ValueError."""
+    names = TASKS if task == "all" else ((task,) if isinstance(task, str) else tuple(task))
+    for name in names:
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)} or 'all'")
+    return names
+
+
+class Predictor:
+    """Runs a Mask2Former the way the reference evaluates it.
+
+    Each image is resized (shortest edge to ``min_size``, longest at most ``max_size``),
+    normalised and zero-padded to a multiple of 32. Images are batched only with images of the
+    same padded size, so that no image ever sees another's padding: a batch gives exactly the
+    results of its images run one by one.
+    """
+
+    def __init__(self, model: Mask2Former, *, device: str | torch.device = "cpu", batch_size: int = 1,
+                 inference: InferenceConfig | None = None, config: ModelConfig | None = None) -> None:
+        num_classes = model.transformer_decoder.class_embed.out_features - 1
+        self.config = config or model.config or ModelConfig(num_classes=num_classes)
+        self.inference = inference or self.config.inference
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = max(1, int(batch_size))
+        self.mean = torch.tensor(self.inference.pixel_mean, device=self.device).view(3, 1, 1)
+        self.std = torch.tensor(self.inference.pixel_std, device=self.device).view(3, 1, 1)
+        self.thing_flags = self.config.thing_flags
+
+    # ------------------------------------------------------------------ input preparation
+    def _load(self, image: ImageInput, index: int) -> tuple[np.ndarray, str]:
+        if isinstance(image, str | os.PathLike):
+            return read_image(image), str(image)
+        if isinstance(image, Image.Image):
+            return to_rgb(image, f"image {index}"), ""
+        if isinstance(image, np.ndarray):
+            if image.ndim == 2:
+                image = np.repeat(image[:, :, None], 3, axis=2)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ImageError(f"image {index}: expected an [H, W, 3] uint8 RGB array, got "
+                                 f"{image.dtype} {tuple(image.shape)}")
+            return image, ""
+        raise ImageError(f"image {index}: expected a path, PIL image or numpy array, got {type(image).__name__}")
+
+    def prepare(self, image: ImageInput, index: int = 0) -> _Prepared:
+        rgb, name = self._load(image, index)
+        h, w = rgb.shape[:2]
+        if h < 1 or w < 1:
+            raise ImageError(f"{name or f'image {index}'}: empty image ({h}x{w})")
+        size = shortest_edge_size(h, w, self.inference.min_size, self.inference.max_size)
+        resized = resize_image(rgb, size)
+        tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float()
+        return _Prepared(index, (tensor - self.mean) / self.std, (h, w), name)
+
+    def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        d = self.inference.size_divisibility
+        return (-(-size[0] // d) * d, -(-size[1] // d) * d) if d > 1 else size
+
+    # ------------------------------------------------------------------ running
+    @torch.inference_mode()
+    def predict_batch(self, items: list[_Prepared], tasks: tuple[str, ...]) -> list[ImageResult]:
+        """Items of one padded size -> results, in the same order."""
+        padded = self._padded_size(tuple(items[0].tensor.shape[-2:]))
+        batch = torch.stack([F.pad(t.tensor, (0, padded[1] - t.tensor.shape[2], 0, padded[0] - t.tensor.shape[1]))
+                             for t in items])
+        output = self.model(batch)
+        return [
+            self.postprocess(output.class_logits[i], output.mask_logits[i], padded,
+                             tuple(item.tensor.shape[-2:]), item.original_size, tasks, item.file_name)
+            for i, item in enumerate(items)
+        ]
+
+    def postprocess(self, class_logits: torch.Tensor, mask_logits: torch.Tensor, padded_size: tuple[int, int],
+                    image_size: tuple[int, int], original_size: tuple[int, int], tasks: tuple[str, ...],
+                    file_name: str = "") -> ImageResult:
+        """One image's raw outputs -> its results at ``original_size``."""
+        cfg = self.inference
+        result = ImageResult(height=original_size[0], width=original_size[1], file_name=file_name)
+        # The reference resizes mask logits to the original size before any inference when the
+        # model evaluates instance or panoptic, and resizes semantic scores afterwards otherwise.
+        before = cfg.instance_on or cfg.panoptic_on
+        num_queries = class_logits.shape[0]
+        needed = torch.zeros(num_queries, dtype=torch.bool, device=class_logits.device)
+        if "semantic" in tasks and before:
+            needed[:] = True
+        keep = pp.panoptic_keep(class_logits, cfg.object_mask_threshold) if "panoptic" in tasks else None
+        if keep is not None:
+            needed |= keep
+        if "instance" in tasks:
+            scores, labels, queries = pp.instance_topk(
+                class_logits, cfg.topk_per_image, self.thing_flags if cfg.panoptic_on else None)
+            needed[queries] = True
+        index = needed.nonzero().flatten()
+        position = torch.full((num_queries,), -1, dtype=torch.long, device=class_logits.device)
+        position[index] = torch.arange(index.numel(), device=class_logits.device)
+        big = pp.upsample_masks(mask_logits[index], padded_size, image_size, original_size)
+
+        if "semantic" in tasks:
+            if before:
+                scores_map = pp.semantic_inference(class_logits, big[position])
+            else:
+                full = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)[0]
+                scores_map = pp.sem_seg_postprocess(pp.semantic_inference(class_logits, full), image_size,
+                                                    original_size)
+            result.semantic = pp.semantic_result(scores_map)
+        if keep is not None:
+            result.panoptic = pp.panoptic_inference(class_logits, big[position[keep]], self.thing_flags,
+                                                    cfg.object_mask_threshold, cfg.overlap_threshold, keep=keep)
+        if "instance" in tasks:
+            result.instance = pp.instance_inference(scores, labels, big[position[queries]])
+        return result
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput], task: str | Sequence[str] = "panoptic"
+                 ) -> ImageResult | list[ImageResult]:
+        """Results for one image, or a list for a list of images (same order)."""
+        single = not isinstance(images, list | tuple)
+        results = self.predict(([images] if single else list(images)), task)
+        return results[0] if single else results
+
+    def predict(self, images: Iterable[ImageInput], task: str | Sequence[str] = "panoptic") -> list[ImageResult]:
+        return list(self.iter_predict(images, task))
+
+    def iter_predict(self, images: Iterable[ImageInput], task: str | Sequence[str] = "panoptic"
+                     ) -> Iterable[ImageResult]:
+        """Yields results in input order. At most ``batch_size + 1`` prepared images wait at any
+        time, so memory stays bounded over a long list of files of mixed sizes."""
+        tasks = parse_tasks(task)
+        pending: dict[tuple[int, int], list[_Prepared]] = {}
+        done: dict[int, ImageResult] = {}
+        next_out = 0
+        for i, image in enumerate(images):
+            item = self.prepare(image, i)
+            key = self._padded_size(tuple(item.tensor.shape[-2:]))
+            pending.setdefault(key, []).append(item)
+            full = len(pending[key]) >= self.batch_size
+            if full or sum(map(len, pending.values())) > self.batch_size:
+                if not full:  # sizes are mixed: run the group holding the oldest image
+                    key = min(pending, key=lambda k: pending[k][0].index)
+                group = pending.pop(key)
+                for item_, res in zip(group, self.predict_batch(group, tasks)):
+                    done[item_.index] = res
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+        for key in list(pending):
+            for item_, res in zip(pending[key], self.predict_batch(pending.pop(key), tasks)):
+                done[item_.index] = res
+        while next_out in done:
+            yield done.pop(next_out)
+            next_out += 1

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny models and synthetic images, CPU only, nothing downloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mask2former import build_model, get_preset
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def tiny_model():
+    """A tiny Swin Mask2Former in eval mode (4 classes, 8 queries)."""
+    return build_model(get_preset("tiny")).eval()
+
+
+@pytest.fixture
+def tiny_resnet_model():
+    return build_model(get_preset("tiny_resnet")).eval()
+
+
+def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A blocky random RGB image ``[h, w, 3]`` uint8 (structure for the model to respond to)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(-(-h // 8), -(-w // 8), 3), dtype=np.uint8)
+    return np.ascontiguousarray(np.kron(small, np.ones((8, 8, 1), dtype=np.uint8))[:h, :w])

@@ -1,0 +1,59 @@
+"""The embedding_bag deformable attention equals the grid_sample definition, values and gradients."""
+
+from __future__ import annotations
+
+import torch
+
+from mask2former.modeling.ms_deform_attn import MSDeformAttn, ms_deform_attn, ms_deform_attn_reference
+
+SHAPES = [(9, 13), (5, 7), (3, 4)]
+
+
+def _inputs(b=2, q=23, heads=4, dim=8, points=3, spread=0.6):
+    s = sum(h * w for h, w in SHAPES)
+    value = torch.randn(b, s, heads, dim, dtype=torch.float64)
+    # locations well outside [0, 1] too: those corners must read zeros
+    loc = (torch.rand(b, q, heads, len(SHAPES), points, 2, dtype=torch.float64) - 0.5) * (1 + 2 * spread) + 0.5
+    weights = torch.rand(b, q, heads, len(SHAPES), points, dtype=torch.float64).softmax(-1)
+    return value, loc, weights
+
+
+def test_forward_equals_grid_sample():
+    value, loc, weights = _inputs()
+    ref = ms_deform_attn_reference(value, SHAPES, loc, weights)
+    out = ms_deform_attn(value, SHAPES, loc, weights)
+    assert out.shape == ref.shape == (2, 23, 4 * 8)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+
+
+def test_exact_integer_and_border_locations():
+    value, _, weights = _inputs(q=5)
+    h, w = SHAPES[0]
+    # pixel centres, pixel corners, the exact image border and far outside
+    xs = torch.tensor([0.5 / w, 0.0, 1.0, 1.0 + 0.5 / w, -3.0], dtype=torch.float64)
+    loc = torch.stack([xs, xs.flip(0)], -1).view(1, 5, 1, 1, 1, 2).expand(2, 5, 4, 3, 3, 2).contiguous()
+    torch.testing.assert_close(ms_deform_attn(value, SHAPES, loc, weights),
+                               ms_deform_attn_reference(value, SHAPES, loc, weights), rtol=0, atol=1e-12)
+
+
+def test_gradients_equal_grid_sample():
+    value, loc, weights = _inputs(q=11)
+    grads = []
+    for fn in (ms_deform_attn_reference, ms_deform_attn):
+        v, l, a = (t.clone().requires_grad_(True) for t in (value, loc, weights))
+        (fn(v, SHAPES, l, a) * torch.linspace(-1, 1, 32, dtype=torch.float64)).sum().backward()
+        grads.append((v.grad, l.grad, a.grad))
+    for ours, ref in zip(grads[1], grads[0]):
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_module_output_shape_and_reset():
+    attn = MSDeformAttn(embed_dim=32, num_levels=3, num_heads=4, num_points=2)
+    s = sum(h * w for h, w in SHAPES)
+    src = torch.randn(2, s, 32)
+    ref = torch.rand(2, s, 3, 2)
+    assert attn(src, ref, src, SHAPES).shape == (2, s, 32)
+    # initial offsets: each head points along its own direction, the p-th point p+1 pixels away
+    bias = attn.sampling_offsets.bias.view(4, 3, 2, 2)
+    assert torch.allclose(bias[:, :, 1], 2 * bias[:, :, 0])
+    assert torch.count_nonzero(attn.attention_weights.weight) == 0

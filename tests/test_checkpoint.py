@@ -1,0 +1,128 @@
+"""Loading every checkpoint format strictly; official layouts checked key by key."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from mask2former import build_model, get_preset, load_model, save_model
+from mask2former.checkpoint import CheckpointError, load_state_strict
+from mask2former.convert import config_from_state, convert_official_state_dict
+from tests.hf_reference import make_hf_model
+from tests.official_layout import official_keys, to_official
+
+
+def _write_pkl(path, state):
+    with open(path, "wb") as f:
+        pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "test"}, f)
+
+
+@pytest.mark.parametrize(("preset", "tensors"), [("r50_coco_panoptic", 557), ("swin_t_coco_panoptic", 481)])
+def test_official_layout_of_zoo_models_round_trips(preset, tensors):
+    """The key inventory of real-size official checkpoints: counts as published, strict load back."""
+    model = build_model(get_preset(preset))
+    official = to_official(model)
+    assert len(official) - 1 == tensors  # criterion.empty_weight excluded from the count
+    converted = convert_official_state_dict(official)
+    fresh = build_model(get_preset(preset))
+    load_state_strict(fresh, converted, "official")
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    inferred = config_from_state(converted)
+    assert inferred.backbone.name == model.config.backbone.name
+    assert (inferred.num_classes, inferred.decoder.num_queries) == (133, 100)
+
+
+def test_r101_and_swin_l_architecture_inferred():
+    for preset in ("r101_coco_instance", "swin_l_in21k_coco_panoptic"):
+        config = get_preset(preset)
+        model = build_model(config)
+        inferred = config_from_state(convert_official_state_dict(to_official(model)))
+        assert inferred.backbone == config.backbone.__class__(**{**vars(config.backbone),
+                                                                 "norm": inferred.backbone.norm,
+                                                                 "drop_path_rate": inferred.backbone.drop_path_rate})
+        assert inferred.decoder.num_queries == config.decoder.num_queries
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_official_pkl_equals_hf_path(tmp_path, legacy):
+    """Weights saved in the HF layout and in the official layout give the same outputs."""
+    hf, directory = make_hf_model(tmp_path, num_heads=8, seed=4)
+    via_hf = load_model(directory)
+    official = to_official(via_hf, legacy=legacy)
+    expected = set(official_keys(via_hf.config))
+    if legacy:
+        expected = {k.replace("predictor.query_feat", "predictor.static_query")
+                    .replace("sem_seg_head.pixel_decoder.", "sem_seg_head.") for k in expected}
+    assert set(official) - {"criterion.empty_weight"} == expected
+    _write_pkl(tmp_path / "model_final.pkl", official)
+    via_pkl = load_model(tmp_path / "model_final.pkl")
+    x = torch.randn(1, 3, 70, 90)
+    with torch.no_grad():
+        a, b, ref = via_hf(x), via_pkl(x), hf(pixel_values=x)
+    assert torch.equal(a.class_logits, b.class_logits) and torch.equal(a.mask_logits, b.mask_logits)
+    assert (b.mask_logits - ref.masks_queries_logits).abs().max() <= 1e-4
+
+
+def test_wrong_official_weights_name_the_keys(tmp_path):
+    model = build_model(get_preset("tiny_resnet"))
+    official = to_official(model)
+    del official["sem_seg_head.predictor.decoder_norm.weight"]
+    official["sem_seg_head.predictor.extra.weight"] = torch.zeros(3)
+    official["sem_seg_head.predictor.class_embed.bias"] = torch.zeros(7)
+    _write_pkl(tmp_path / "bad.pkl", official)
+    with pytest.raises(CheckpointError) as e:
+        load_model(tmp_path / "bad.pkl", preset=model.config)
+    msg = str(e.value)
+    assert "missing keys: transformer_decoder.decoder_norm.weight" in msg
+    assert "unexpected keys: transformer_decoder.extra.weight" in msg
+    assert "mis-shaped" in msg and "class_embed.bias" in msg and "bad.pkl" in msg
+
+
+def test_preset_mismatch_is_reported(tmp_path):
+    model = build_model(get_preset("tiny_resnet"))
+    _write_pkl(tmp_path / "m.pkl", to_official(model))
+    with pytest.raises(CheckpointError, match="do not match preset"):
+        load_model(tmp_path / "m.pkl", preset="r50_coco_panoptic")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_our_format_round_trip(tmp_path, tiny_model, suffix):
+    path = save_model(tiny_model, tmp_path / f"m{suffix}")
+    loaded = load_model(path)
+    assert loaded.config == tiny_model.config
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x).mask_logits, tiny_model(x).mask_logits)
+    assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temporary file
+
+
+def test_bad_files_get_clear_errors(tmp_path, tiny_model):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pt: cannot read as a torch checkpoint"):
+        load_model(tmp_path / "garbage.pt")
+    (tmp_path / "garbage.pkl").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="garbage.pkl: cannot read as a pickle"):
+        load_model(tmp_path / "garbage.pkl")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a Mask2Former checkpoint"):
+        load_model(tmp_path / "other.pt")
+    # a truncated file of our own format
+    path = save_model(tiny_model, tmp_path / "cut.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.pt"):
+        load_model(path)
+    # a checkpoint of another architecture saved in our format under a different config
+    other = build_model(get_preset("tiny_resnet"))
+    torch.save({"format": "mask2former", "version": 1, "config": __import__("mask2former.config").config.to_dict(
+        tiny_model.config), "model": other.state_dict()}, tmp_path / "wrong_arch.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit the model"):
+        load_model(tmp_path / "wrong_arch.pt")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(CheckpointError, match="neither a HuggingFace model"):
+        load_model(tmp_path / "empty_dir")
