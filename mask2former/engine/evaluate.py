@@ -54,7 +54,9 @@ class TaskEvaluators:
         self.categories = list(categories)
         self.ids = [c.id for c in self.categories]
         self.tasks = tuple(tasks)
-        self.semantic = SemanticEvaluator(len(self.categories), ignore_label=255) if "semantic" in tasks else None
+        self.semantic = (SemanticEvaluator(len(self.categories), ignore_label=255,
+                                           class_names=[c.name for c in self.categories])
+                         if "semantic" in tasks else None)
         self.panoptic = PanopticEvaluator([{"id": c.id, "name": c.name, "isthing": c.isthing}
                                            for c in self.categories]) if "panoptic" in tasks else None
         self.gt_images: list[dict] = []
@@ -93,27 +95,36 @@ class TaskEvaluators:
 
     def compute(self) -> dict[str, float]:
         """Every number in percent, keyed ``panoptic.PQ``, ``instance.AP``, ``semantic.mIoU``..."""
+        return self.compute_with_per_class()[0]
+
+    def compute_with_per_class(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """(metrics, per-class metrics keyed ``panoptic.PQ`` / ``instance.AP`` / ``semantic.IoU``
+        -> class name -> value), all in percent."""
         from mask2former.evaluation.instance import coco_evaluate
 
+        names = {c.id: c.name for c in self.categories}
         metrics: dict[str, float] = {}
+        per_class: dict[str, dict[str, float]] = {}
         if self.panoptic is not None:
             pq = self.panoptic.compute()
             for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
                 for name in ("pq", "sq", "rq"):
                     metrics[f"panoptic.{name.upper()}{suffix}"] = 100.0 * pq[group][name]
+            per_class["panoptic.PQ"] = {names[k]: 100.0 * v["pq"] for k, v in pq["per_class"].items()
+                                        if v["tp"] + v["fp"] + v["fn"] > 0}
         if "instance" in self.tasks:
             things = [c for c in self.categories if c.isthing]
             gt = {"images": self.gt_images, "annotations": self.gt_annotations,
                   "categories": [{"id": c.id, "name": c.name} for c in things]}
-            coco = coco_evaluate(gt, self.results, iou_types=("segm",))
-            for name, value in coco["segm"].items():
-                if isinstance(value, int | float):
-                    metrics[f"instance.{name}"] = float(value)
+            coco = coco_evaluate(gt, self.results, iou_types=("segm",))["segm"]
+            metrics.update({f"instance.{k}": float(v) for k, v in coco.items() if k != "per_class"})
+            per_class["instance.AP"] = {names[k]: v for k, v in coco["per_class"].items()}
         if self.semantic is not None:
             sem = self.semantic.compute()
             for name in ("mIoU", "fwIoU", "mACC", "pACC"):
                 metrics[f"semantic.{name}"] = float(sem[name])
-        return metrics
+            per_class["semantic.IoU"] = {k: v for k, v in sem["IoU"].items() if v == v}  # drop NaN (absent)
+        return metrics, per_class
 
 
 @torch.inference_mode()

@@ -202,7 +202,7 @@ def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.Pat
                     loss = sum(losses.values()) / config.grad_accum
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 for k, v in losses.items():
-                    totals[k] = totals.get(k, 0.0) + float(v) / config.grad_accum
+                    totals[k] = totals.get(k, 0.0) + float(v.detach()) / config.grad_accum
             total = sum(totals.values())
             finite = torch.tensor([1.0 if math.isfinite(total) else 0.0])
             if float(dist.all_reduce_sum(finite)) < world:

@@ -9,7 +9,11 @@ points and the four corners, weighted by the attention weights, is a single
 contiguous rows, with no intermediate ``[.., levels*points, channels]`` tensor. The one-pixel
 zero border makes clamped out-of-range corners read zeros, which reproduces grid_sample's
 ``padding_mode="zeros", align_corners=False`` exactly. Gradients flow to the values and, through
-the bilinear weights, to the sampling locations and attention weights, as with grid_sample.
+the bilinear weights, to the sampling offsets and attention weights, as with grid_sample.
+
+The index arithmetic runs on contiguous ``[B, Q, heads*levels*points]`` tensors with per-column
+constants (level sizes and starts), which keeps every elementwise op on PyTorch's vectorised
+path; x and y offsets come from separate row sets of the offset projection for the same reason.
 """
 
 from __future__ import annotations
@@ -46,6 +50,65 @@ def ms_deform_attn_reference(
     return out.view(b, heads * dim, q).transpose(1, 2).contiguous()
 
 
+def _column_constants(spatial_shapes: list[tuple[int, int]], heads: int, points: int, device: torch.device,
+                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Per-column (head, level, point) constants of the padded table, as ``[H*L*P]`` vectors."""
+    widths = torch.tensor([w for _, w in spatial_shapes], device=device)
+    heights = torch.tensor([h for h, _ in spatial_shapes], device=device)
+    padded = (heights + 2) * (widths + 2)
+    starts = torch.cumsum(padded, 0) - padded
+
+    def per_column(per_level: torch.Tensor) -> torch.Tensor:  # [L] -> [H*L*P], column = (h*L + l)*P + p
+        return per_level.view(1, -1, 1).expand(heads, -1, points).reshape(-1)
+
+    levels = len(spatial_shapes)
+    return {
+        "max_x": per_column(widths + 1).to(dtype),
+        "max_y": per_column(heights + 1).to(dtype),
+        "row": per_column(widths + 2),
+        "start": per_column(starts),
+        "head": torch.arange(heads, device=device).view(-1, 1).expand(-1, levels * points).reshape(-1),
+        "table_rows": int(padded.sum()),
+    }
+
+
+def sample_padded(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], px: torch.Tensor, py: torch.Tensor,
+                  attention_weights: torch.Tensor, points: int) -> torch.Tensor:
+    """The core: ``px, py [B, Q, H*L*P]`` are sampling positions in pixels of the one-pixel padded
+    maps (``x * W + 0.5`` for a normalised ``x``); ``attention_weights`` has the same layout.
+    value ``[B, S, H, D]``; returns ``[B, Q, H*D]``."""
+    b, _, heads, dim = value.shape
+    q = px.shape[1]
+    c = _column_constants(spatial_shapes, heads, points, value.device, px.dtype)
+    # 1. zero-padded, channels-last value table: rows = (batch, padded position, head)
+    padded = [F.pad(v.reshape(b, h, w, heads * dim), (0, 0, 1, 1, 1, 1)).reshape(b, -1, heads * dim)
+              for (h, w), v in zip(spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1))]
+    table = torch.cat(padded, dim=1).reshape(b * c["table_rows"] * heads, dim)
+    # 2. corners: positions past the border clamp onto the zero border (values and gradients 0)
+    px = torch.minimum(px.clamp(min=-1.0), c["max_x"])
+    py = torch.minimum(py.clamp(min=-1.0), c["max_y"])
+    x0f, y0f = px.floor(), py.floor()
+    fx, fy = px - x0f, py - y0f
+    x0, y0 = x0f.long(), y0f.long()
+    x1 = torch.minimum(x0 + 1, c["row"] - 1).clamp_(min=0)
+    y1 = torch.minimum(y0 + 1, c["max_y"].long()).clamp_(min=0)
+    x0.clamp_(min=0)
+    y0.clamp_(min=0)
+    # row of (b, position, h) = (b * rows + start + y * row_len + x) * H + h
+    base = torch.arange(b, device=value.device).view(b, 1, 1) * c["table_rows"] + c["start"]
+    r0 = (base + y0 * c["row"]) * heads + c["head"]
+    r1 = (base + y1 * c["row"]) * heads + c["head"]
+    x0h, x1h = x0 * heads, x1 * heads
+    index = torch.stack((r0 + x0h, r0 + x1h, r1 + x0h, r1 + x1h), dim=-1)  # [B, Q, HLP, 4]
+    wy0 = (1 - fy) * attention_weights
+    wy1 = fy * attention_weights
+    weight = torch.stack((wy0 * (1 - fx), wy0 * fx, wy1 * (1 - fx), wy1 * fx), dim=-1)
+    bag = index.shape[2] // heads * 4  # levels * points * corners
+    out = F.embedding_bag(index.view(-1, bag), table, mode="sum",
+                          per_sample_weights=weight.view(-1, bag).to(table.dtype))  # [B*Q*H, D]
+    return out.view(b, q, heads * dim)
+
+
 def ms_deform_attn(
     value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
@@ -53,57 +116,13 @@ def ms_deform_attn(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Same contract as :func:`ms_deform_attn_reference`, computed with one embedding_bag."""
-    b, s, heads, dim = value.shape
-    _, q, _, levels, points, _ = sampling_locations.shape
-    dtype = value.dtype
-
-    # 1. zero-padded, channels-last value table: rows = (batch, padded position, head)
-    padded, starts, start = [], [], 0
-    for (h, w), v in zip(spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1)):
-        padded.append(F.pad(v.reshape(b, h, w, heads * dim), (0, 0, 1, 1, 1, 1)).reshape(b, -1, heads * dim))
-        starts.append(start)
-        start += (h + 2) * (w + 2)
-    s_pad = start
-    table = torch.cat(padded, dim=1).reshape(b * s_pad * heads, dim)
-
-    # 2. corner indices and bilinear weights, per level: [B, Q, H, L, P]
-    device = value.device
-    widths = torch.tensor([w for _, w in spatial_shapes], dtype=dtype, device=device).view(1, 1, 1, -1, 1)
-    heights = torch.tensor([h for h, _ in spatial_shapes], dtype=dtype, device=device).view(1, 1, 1, -1, 1)
-    row_len = (widths + 2).long()
-    level_start = torch.tensor(starts, dtype=torch.long, device=device).view(1, 1, 1, -1, 1)
-    # pixel coordinates in the padded map; values past the border clamp to an all-zero corner
-    x = (sampling_locations[..., 0] * widths + 0.5).clamp(min=-1.0)
-    y = (sampling_locations[..., 1] * heights + 0.5).clamp(min=-1.0)
-    x = torch.minimum(x, widths + 1)
-    y = torch.minimum(y, heights + 1)
-    x0f, y0f = x.floor(), y.floor()
-    fx, fy = x - x0f, y - y0f
-    x0 = x0f.long().clamp_(0, None)
-    y0 = y0f.long().clamp_(0, None)
-    x1 = torch.minimum(x0f.long() + 1, row_len - 1).clamp_(0, None)
-    y1 = torch.minimum(y0f.long() + 1, (heights + 1).long()).clamp_(0, None)
-    x0 = torch.minimum(x0, row_len - 1)
-    y0 = torch.minimum(y0, (heights + 1).long())
-
-    # row index of (b, position, h): (b * S_pad + position) * H + h
-    batch_base = (torch.arange(b, device=device) * s_pad).view(b, 1, 1, 1, 1)
-    head = torch.arange(heads, device=device).view(1, 1, heads, 1, 1)
-    base = batch_base + level_start
-    r0 = (base + y0 * row_len) * heads + head
-    r1 = (base + y1 * row_len) * heads + head
-    x0h, x1h = x0 * heads, x1 * heads
-    index = torch.stack((r0 + x0h, r0 + x1h, r1 + x0h, r1 + x1h), dim=-1)  # [B, Q, H, L, P, 4]
-
-    wa = attention_weights
-    wy0, wy1 = (1 - fy) * wa, fy * wa
-    weight = torch.stack((wy0 * (1 - fx), wy0 * fx, wy1 * (1 - fx), wy1 * fx), dim=-1)
-
-    bag = levels * points * 4
-    out = F.embedding_bag(
-        index.reshape(-1, bag), table, mode="sum", per_sample_weights=weight.reshape(-1, bag).to(dtype)
-    )  # [B*Q*H, D]
-    return out.view(b, q, heads * dim)
+    b, q, heads, levels, points, _ = sampling_locations.shape
+    widths = torch.tensor([w for _, w in spatial_shapes], dtype=value.dtype, device=value.device)
+    heights = torch.tensor([h for h, _ in spatial_shapes], dtype=value.dtype, device=value.device)
+    px = sampling_locations[..., 0] * widths.view(1, 1, 1, -1, 1) + 0.5
+    py = sampling_locations[..., 1] * heights.view(1, 1, 1, -1, 1) + 0.5
+    return sample_padded(value, spatial_shapes, px.reshape(b, q, -1), py.reshape(b, q, -1),
+                         attention_weights.reshape(b, q, -1), points)
 
 
 class MSDeformAttn(nn.Module):
@@ -144,22 +163,38 @@ class MSDeformAttn(nn.Module):
     def forward(
         self,
         query: torch.Tensor,
-        reference_points: torch.Tensor,
+        reference_pixels: tuple[torch.Tensor, torch.Tensor],
         value_input: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
     ) -> torch.Tensor:
-        """query ``[B, Q, C]`` (with positional encoding added); reference_points ``[B, Q, L, 2]``
-        normalised (x, y); value_input ``[B, S, C]`` over the flattened levels. Returns ``[B, Q, C]``."""
+        """query ``[B, Q, C]`` (with positional encoding added); reference_pixels: the reference
+        points in padded pixel units per column, ``([Q, H*L*P], [Q, H*L*P])`` (see
+        :func:`reference_pixels`); value_input ``[B, S, C]`` over the flattened levels. Returns ``[B, Q, C]``."""
         b, q, _ = query.shape
         s = value_input.shape[1]
-        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        heads = self.num_heads
         value = self.value_proj(value_input).view(b, s, heads, self.embed_dim // heads)
-        offsets = self.sampling_offsets(query).view(b, q, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(b, q, heads, levels * points)
-        weights = weights.softmax(-1).view(b, q, heads, levels, points)
-        normalizer = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device
-        )  # (w, h) per level
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        out = ms_deform_attn(value, spatial_shapes, locations, weights)
+        w, bias = self.sampling_offsets.weight, self.sampling_offsets.bias
+        off_x = F.linear(query, w[0::2], bias[0::2])  # [B, Q, H*L*P], offsets in pixels of each level
+        off_y = F.linear(query, w[1::2], bias[1::2])
+        weights = self.attention_weights(query).view(b, q, heads, -1).softmax(-1).view(b, q, -1)
+        ref_x, ref_y = reference_pixels
+        out = sample_padded(value, spatial_shapes, ref_x + off_x, ref_y + off_y, weights, self.num_points)
         return self.output_proj(out)
+
+
+def reference_pixels(reference_points: torch.Tensor, spatial_shapes: list[tuple[int, int]], heads: int,
+                     points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised reference points ``[Q, L, 2]`` (x, y) -> padded-pixel positions per column
+    ``([Q, H*L*P], [Q, H*L*P])``: ``x * W_l + 0.5``. Shared by all encoder layers."""
+    widths = torch.tensor([w for _, w in spatial_shapes], dtype=reference_points.dtype,
+                          device=reference_points.device)
+    heights = torch.tensor([h for h, _ in spatial_shapes], dtype=reference_points.dtype,
+                           device=reference_points.device)
+    q, levels = reference_points.shape[:2]
+
+    def per_column(values: torch.Tensor) -> torch.Tensor:  # [Q, L] -> [Q, H*L*P]
+        return values.view(q, 1, levels, 1).expand(q, heads, levels, points).reshape(q, -1)
+
+    return (per_column(reference_points[..., 0] * widths + 0.5),
+            per_column(reference_points[..., 1] * heights + 0.5))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mask2former.modeling.ms_deform_attn import MSDeformAttn
+from mask2former.modeling.ms_deform_attn import MSDeformAttn, reference_pixels
 from mask2former.modeling.position_encoding import sine_position_encoding
 
 
@@ -48,9 +48,9 @@ class DeformableEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, src: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor],
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        src = self.norm1(src + self.dropout(self.self_attn(src + pos, reference_points, src, spatial_shapes)))
+        src = self.norm1(src + self.dropout(self.self_attn(src + pos, reference, src, spatial_shapes)))
         ffn = self.linear2(self.dropout(F.relu(self.linear1(src))))
         return self.norm2(src + self.dropout(ffn))
 
@@ -78,7 +78,7 @@ class DeformableEncoder(nn.Module):
 
     @staticmethod
     def reference_points(spatial_shapes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
-        """Pixel centres of every level, normalised: ``[1, S, L, 2]`` (x, y)."""
+        """Pixel centres of every level, normalised: ``[S, L, 2]`` (x, y)."""
         points = []
         for h, w in spatial_shapes:
             ys = torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=device) / h
@@ -86,7 +86,7 @@ class DeformableEncoder(nn.Module):
             ref_y, ref_x = torch.meshgrid(ys, xs, indexing="ij")
             points.append(torch.stack((ref_x.reshape(-1), ref_y.reshape(-1)), -1))
         ref = torch.cat(points, 0)  # [S, 2]
-        return ref[None, :, None, :].expand(1, -1, len(spatial_shapes), 2)
+        return ref[:, None, :].expand(-1, len(spatial_shapes), 2)
 
     def forward(self, srcs: list[torch.Tensor], pos_embeds: list[torch.Tensor]) -> torch.Tensor:
         """srcs / pos_embeds ``[B, C, H_l, W_l]`` per level -> memory ``[B, S, C]``."""
@@ -96,9 +96,11 @@ class DeformableEncoder(nn.Module):
             [p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, p in enumerate(pos_embeds)],
             1,
         )
-        reference_points = self.reference_points(spatial_shapes, src.device)
+        attn = self.encoder.layers[0].self_attn
+        reference = reference_pixels(self.reference_points(spatial_shapes, src.device), spatial_shapes,
+                                     attn.num_heads, attn.num_points)
         for layer in self.encoder.layers:
-            src = layer(src, pos, reference_points, spatial_shapes)
+            src = layer(src, pos, reference, spatial_shapes)
         return src
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from mask2former.modeling.ms_deform_attn import MSDeformAttn, ms_deform_attn, ms_deform_attn_reference
+from mask2former.modeling.ms_deform_attn import (
+    MSDeformAttn,
+    ms_deform_attn,
+    ms_deform_attn_reference,
+    reference_pixels,
+)
 
 SHAPES = [(9, 13), (5, 7), (3, 4)]
 
@@ -47,12 +52,28 @@ def test_gradients_equal_grid_sample():
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_module_output_shape_and_reset():
-    attn = MSDeformAttn(embed_dim=32, num_levels=3, num_heads=4, num_points=2)
+def test_module_equals_reference_formulation():
+    """The module (pixel-unit reference points, split x/y offset rows) equals the reference's
+    location formula ``ref + offset / (W, H)`` fed to grid_sample."""
+    attn = MSDeformAttn(embed_dim=32, num_levels=3, num_heads=4, num_points=2).double()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
     s = sum(h * w for h, w in SHAPES)
-    src = torch.randn(2, s, 32)
-    ref = torch.rand(2, s, 3, 2)
-    assert attn(src, ref, src, SHAPES).shape == (2, s, 32)
+    src = torch.randn(2, s, 32, dtype=torch.float64)
+    ref = torch.rand(s, 3, 2, dtype=torch.float64)
+    out = attn(src, reference_pixels(ref, SHAPES, 4, 2), src, SHAPES)
+    value = attn.value_proj(src).view(2, s, 4, 8)
+    offsets = attn.sampling_offsets(src).view(2, s, 4, 3, 2, 2)
+    weights = attn.attention_weights(src).view(2, s, 4, 6).softmax(-1).view(2, s, 4, 3, 2)
+    normaliser = torch.tensor([[w, h] for h, w in SHAPES], dtype=torch.float64)
+    loc = ref[None, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
+    expected = attn.output_proj(ms_deform_attn_reference(value, SHAPES, loc, weights))
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_module_reset():
+    attn = MSDeformAttn(embed_dim=32, num_levels=3, num_heads=4, num_points=2)
     # initial offsets: each head points along its own direction, the p-th point p+1 pixels away
     bias = attn.sampling_offsets.bias.view(4, 3, 2, 2)
     assert torch.allclose(bias[:, :, 1], 2 * bias[:, :, 0])

@@ -1,0 +1,2 @@
+"""Metrics identical to the reference tools: PQ (panopticapi), COCO mask AP (pycocotools), mIoU
+(detectron2's SemSegEvaluator)."""

@@ -1,0 +1,106 @@
+"""Training end to end on synthetic data: resume equals an uninterrupted run, a non-finite loss
+stops with the iteration, fine-tuning re-initialises the heads only, 2 processes equal 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mask2former import load_model
+from mask2former.cli import main
+from mask2former.data.synthetic import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset; the val split is dropped so runs only train."""
+    root = tmp_path_factory.mktemp("synthetic")
+    path = write_synthetic(root, num_train=8, num_val=2, seed=0)
+    config = yaml.safe_load(path.read_text())
+    config.pop("val")
+    train_only = root / "train_only.yaml"
+    train_only.write_text(yaml.safe_dump(config))
+    return train_only
+
+
+def _train(data: Path, out: Path, *extra: str) -> int:
+    return main(["-q", "train", "--data", str(data), "--preset", "tiny", "--output", str(out),
+                 "--set", "num_workers=0", "log_period=1", *extra])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path).state_dict()
+
+
+def test_resume_equals_uninterrupted(tmp_path, data):
+    assert _train(data, tmp_path / "full", "--iters", "4") == 0
+    assert _train(data, tmp_path / "part", "--iters", "4", "--set", "checkpoint_period=2") == 0
+    # pretend the run died after iteration 2: keep only that checkpoint as last.pt
+    ckpt = tmp_path / "part" / "checkpoints"
+    os.replace(ckpt / "model_0000002.pt", ckpt / "last.pt")
+    (tmp_path / "part" / "model_final.pt").unlink()
+    assert _train(data, tmp_path / "part", "--iters", "4", "--resume") == 0
+    full, resumed = _weights(tmp_path / "full" / "model_final.pt"), _weights(tmp_path / "part" / "model_final.pt")
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    log = (tmp_path / "part" / "log.jsonl").read_text().splitlines()
+    assert len(log) >= 6  # 4 iterations, then 3..4 again after the resume
+
+
+def test_non_finite_loss_stops_with_the_iteration(tmp_path, data, capsys):
+    code = _train(data, tmp_path / "nan", "--iters", "3", "--set", "model.loss.dice_weight=.nan")
+    err = capsys.readouterr().err
+    assert code == 1 and "non-finite loss at iteration 1" in err and "Traceback" not in err
+    assert not (tmp_path / "nan" / "model_final.pt").exists()
+
+
+def test_init_with_the_same_classes_keeps_every_weight(tmp_path, data):
+    assert _train(data, tmp_path / "src", "--iters", "2") == 0
+    source = _weights(tmp_path / "src" / "model_final.pt")
+    assert _train(data, tmp_path / "same", "--iters", "1", "--init", str(tmp_path / "src" / "model_final.pt"),
+                  "--set", "solver.base_lr=0.0") == 0
+    tuned = _weights(tmp_path / "same" / "model_final.pt")
+    for key in source:  # same classes, lr 0: everything kept
+        assert torch.equal(source[key], tuned[key]), key
+
+
+def test_init_with_different_class_count_reports(tmp_path, data):
+    from mask2former import build_model, get_preset, save_model
+    from mask2former.engine.train import initialise_from
+
+    other = get_preset("tiny")
+    other.num_classes = 9
+    save_model(build_model(other), tmp_path / "nine.pt")
+    model = build_model(get_preset("tiny"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = initialise_from(model, tmp_path / "nine.pt")
+    assert report["reinitialised"] == ["transformer_decoder.class_embed.bias", "transformer_decoder.class_embed.weight"]
+    assert torch.equal(model.state_dict()["transformer_decoder.class_embed.weight"],
+                       before["transformer_decoder.class_embed.weight"])
+    assert not torch.equal(model.state_dict()["transformer_decoder.query_feat.weight"],
+                           before["transformer_decoder.query_feat.weight"])
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path, data):
+    """torchrun with 2 CPU processes (gloo), batch 1 each == 1 process with batch 2."""
+    common = ["train", "--data", str(data), "--preset", "tiny", "--iters", "3", "--batch-size", "2",
+              "--set", "num_workers=0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "mask2former", "-q", *common, "--output", str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                            "-m", "mask2former", "-q", *common, "--output", str(tmp_path / "two")],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert multi.returncode == 0, multi.stderr[-2000:]
+    one, two = _weights(tmp_path / "one" / "model_final.pt"), _weights(tmp_path / "two" / "model_final.pt")
+    worst = max((one[k] - two[k]).abs().max().item() for k in one)
+    assert worst < 1e-5, worst
+    assert not (tmp_path / "two" / "checkpoints" / "last.pt.tmp").exists()
