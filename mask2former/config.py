@@ -247,6 +247,20 @@ def from_dict(cls: type[T], data: dict[str, Any], _where: str = "") -> T:
     return cls(**kwargs)
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings (``--set``) -> dict; values are read as YAML scalars or lists, never
+    evaluated as code."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"expected key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
     """Return a copy of ``config`` with dotted keys (``decoder.num_queries=50``) replaced."""
     data = to_dict(config)

@@ -178,7 +178,7 @@ def training_recipe(name: str) -> TrainConfig:
             solver=SolverConfig(base_lr=4e-4, backbone_multiplier=1.0, schedule="poly", warmup_iters=50,
                                 warmup_factor=0.01, clip_grad_norm=0.01),
             input=InputConfig(augmentation="lsj", crop_size=(192, 192), min_scale=0.5, max_scale=1.5),
-            max_iter=1500, batch_size=8, num_workers=2, checkpoint_period=250, eval_period=0, log_period=20,
+            max_iter=400, batch_size=8, num_workers=2, checkpoint_period=100, eval_period=0, log_period=20,
         )
     if name.startswith("tiny"):
         return TrainConfig(model=model, input=InputConfig(augmentation="lsj", crop_size=(64, 64), min_scale=0.5,

@@ -8,10 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mask2former.cli import convert, demo, predict, presets, synth, train
+from mask2former.cli import compare, convert, demo, predict, presets, synth, train
+from mask2former.cli import eval as eval_
 
-COMMANDS = {"train": train, "predict": predict, "synth": synth, "convert": convert, "presets": presets,
-            "demo": demo}
+COMMANDS = {"train": train, "eval": eval_, "predict": predict, "compare": compare, "synth": synth,
+            "convert": convert, "presets": presets, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,21 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs; values are read as YAML scalars/lists (never evaluated as code)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def build_config(args: argparse.Namespace):
-    from mask2former.config import apply_overrides
+    from mask2former.config import apply_overrides, parse_overrides
     from mask2former.presets import training_recipe
 
     config = training_recipe(args.preset)

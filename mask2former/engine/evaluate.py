@@ -7,14 +7,18 @@ mIoU. So every dataset format is evaluated by the same code, with the reference 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from mask2former.config import CategoryInfo
 from mask2former.inference.predictor import Predictor
-from mask2former.inference.writers import encode_rle
+from mask2former.inference.writers import bbox_xywh, encode_rle
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult, Target
 
@@ -35,13 +39,6 @@ def tasks_for(data_format: str, categories: Sequence[CategoryInfo]) -> tuple[str
     if not any(c.isthing for c in categories):
         tasks = tuple(t for t in tasks if t == "semantic")
     return tasks
-
-
-def _bbox(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
 
 class TaskEvaluators:
@@ -84,7 +81,7 @@ class TaskEvaluators:
                 m = mask.numpy()
                 self.gt_annotations.append({
                     "id": len(self.gt_annotations) + 1, "image_id": image_id, "category_id": self.ids[int(label)],
-                    "segmentation": encode_rle(m), "area": float(m.sum()), "bbox": _bbox(m), "iscrowd": int(crowd),
+                    "segmentation": encode_rle(m), "area": float(m.sum()), "bbox": bbox_xywh(m), "iscrowd": int(crowd),
                 })
             inst = result.instance
             for k in range(inst.masks.shape[0]):
@@ -148,3 +145,120 @@ def evaluate(model: Mask2Former, split, tasks: Sequence[str], *, batch_size: int
     for i, result in enumerate(results):
         evaluators.update(i, targets.pop(i), result)
     return evaluators.compute()
+
+
+def _merge(into: TaskEvaluators, other: TaskEvaluators) -> None:
+    """Add another process's accumulated state (same categories and tasks)."""
+    if into.semantic is not None and other.semantic is not None:
+        into.semantic.conf += other.semantic.conf
+    if into.panoptic is not None and other.panoptic is not None:
+        for cat, (iou, tp, fp, fn) in other.panoptic.stats.items():
+            stat = into.panoptic.stats.setdefault(cat, [0.0, 0, 0, 0])
+            stat[0] += iou
+            stat[1] += tp
+            stat[2] += fp
+            stat[3] += fn
+    offset = len(into.gt_annotations)
+    into.gt_images += other.gt_images
+    into.gt_annotations += [{**a, "id": a["id"] + offset} for a in other.gt_annotations]
+    into.results += other.results
+
+
+def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, output: str | os.PathLike | None = None,
+                   *, split: str = "val", tasks: Sequence[str] | None = None, tta: bool = False,
+                   preset: str | None = None, device: str = "cpu", batch_size: int = 1, progress: bool = False,
+                   command: str = "") -> dict[str, float]:
+    """``mask2former eval``: score a checkpoint on a dataset split for every task both the model
+    and the annotations allow; with ``output``, write the predictions in the community formats,
+    ``metrics.json`` and ``report.md``. Under torchrun the images are shared out across processes."""
+    from mask2former.checkpoint import load_model
+    from mask2former.data.datasets import build_split, load_data_config
+    from mask2former.engine import distributed as dist
+    from mask2former.inference.writers import ResultWriter
+
+    multi = dist.init_from_env(device)
+    data_config = load_data_config(data)
+    if split not in data_config.splits:
+        raise ValueError(f"{data}: no split {split!r} (has {', '.join(data_config.splits)})")
+    dataset = build_split(data_config, split)
+    model = load_model(checkpoint, preset=preset, device=device)
+    allowed = tasks_for(data_config.format, dataset.categories)
+    capable = tuple(t for t, on in (("semantic", model.config.inference.semantic_on),
+                                    ("instance", model.config.inference.instance_on),
+                                    ("panoptic", model.config.inference.panoptic_on)) if on)
+    chosen = tuple(t for t in (tasks or allowed) if t in allowed and t in capable)
+    if not chosen:
+        raise ValueError(f"nothing to evaluate: the annotations allow {allowed or 'no task'}, the model predicts "
+                         f"{capable or 'no task'}" + (f", asked for {tuple(tasks)}" if tasks else ""))
+    if [c.name for c in model.config.categories] and len(model.config.categories) != len(dataset.categories):
+        raise ValueError(f"{checkpoint} predicts {len(model.config.categories)} classes but {data} has "
+                         f"{len(dataset.categories)}")
+    predictor = Predictor(model, device=device, batch_size=batch_size)
+    evaluators = TaskEvaluators(dataset.categories, chosen)
+    writer = None
+    if output is not None:
+        config = model.config
+        config.categories = list(dataset.categories)  # write the dataset's own category ids
+        writer = ResultWriter(output, config, chosen, overlays=False)
+    rank, world = dist.rank(), dist.world_size()
+    mine = list(range(rank, len(dataset), world))
+    targets: dict[int, tuple[Target, np.ndarray]] = {}
+
+    def images():
+        for i in mine:
+            image, target = dataset.load(i)
+            targets[i] = (target, image)
+            yield image
+
+    non_tta = tuple(t for t in chosen if not (tta and t == "semantic"))
+    results = predictor.iter_predict(images(), non_tta or ("semantic",))
+    if progress and dist.is_main():
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(mine), desc=f"eval {split}", unit="img")
+    for i, result in zip(mine, results):
+        target, image = targets.pop(i)
+        if tta and "semantic" in chosen:
+            result.semantic = predictor.semantic_tta(image).semantic
+        record = dataset.records[i]
+        evaluators.update(i, target, result)
+        if writer is not None:
+            result.file_name = record.image_path.name
+            writer.add(result, Path(record.image_path).stem, image_id=record.image_id)
+    if multi:
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, (evaluators, writer))
+        if dist.is_main():
+            for other_eval, other_writer in gathered[1:]:
+                _merge(evaluators, other_eval)
+                if writer is not None:
+                    writer.images += other_writer.images
+                    writer.panoptic_annotations += other_writer.panoptic_annotations
+                    writer.instances += other_writer.instances
+    metrics, per_class = evaluators.compute_with_per_class() if dist.is_main() else ({}, {})
+    if dist.is_main() and output is not None:
+        out = Path(output)
+        writer.close()
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (out / "per_class.json").write_text(json.dumps(per_class, indent=1))
+        _write_eval_report(out, metrics, per_class, {
+            "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
+            "split": split, "images": len(dataset), "tasks": ", ".join(chosen),
+            "test size": f"short side {model.config.inference.min_size}, long side <= "
+                         f"{model.config.inference.max_size}" + (" (semantic: multi-scale + flip)" if tta else ""),
+            "command": command or "mask2former eval", "processes": world,
+        })
+    dist.cleanup()
+    return metrics
+
+
+def _write_eval_report(out: Path, metrics: dict[str, float], per_class: dict[str, dict[str, float]],
+                       provenance: dict[str, Any]) -> None:
+    lines = ["# Evaluation", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in provenance.items()]
+    lines += ["", "| metric | value (%) |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in metrics.items()]
+    for key, values in per_class.items():
+        lines += ["", f"Per class {key}:", "", "| class | value (%) |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in values.items()]
+    (out / "report.md").write_text("\n".join(lines) + "\n")

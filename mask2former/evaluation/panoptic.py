@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,10 @@ class PanopticEvaluator:
 
     def __init__(self, categories: Sequence[dict[str, Any]]) -> None:
         self.categories = {int(c["id"]): c for c in categories}
-        self.stats: dict[int, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # iou, tp, fp, fn
+        self.stats: dict[int, list[float]] = {}  # category id -> [iou sum, tp, fp, fn] (picklable)
+
+    def _stat(self, category_id: int) -> list[float]:
+        return self.stats.setdefault(category_id, [0.0, 0, 0, 0])
 
     def update(self, gt_ids: np.ndarray, gt_segments: Sequence[dict], pred_ids: np.ndarray,
                pred_segments: Sequence[dict], source: str = "image") -> None:
@@ -61,7 +63,7 @@ class PanopticEvaluator:
             union = pred["area"] + gt["area"] - intersection - pairs.get((VOID, pred_label), 0)
             iou = intersection / union
             if iou > 0.5:
-                stat = self.stats[gt["category_id"]]
+                stat = self._stat(gt["category_id"])
                 stat[0] += iou
                 stat[1] += 1
                 gt_matched.add(gt_label)
@@ -73,7 +75,7 @@ class PanopticEvaluator:
             if gt.get("iscrowd", 0) == 1:
                 crowd_of_category[gt["category_id"]] = gt_label
                 continue
-            self.stats[gt["category_id"]][3] += 1
+            self._stat(gt["category_id"])[3] += 1
         for pred_label, pred in pred_segms.items():
             if pred_label in pred_matched:
                 continue
@@ -82,7 +84,7 @@ class PanopticEvaluator:
                 ignored += pairs.get((crowd_of_category[pred["category_id"]], pred_label), 0)
             if ignored / pred["area"] > 0.5:  # mostly void or crowd of its own class: not a false positive
                 continue
-            self.stats[pred["category_id"]][2] += 1
+            self._stat(pred["category_id"])[2] += 1
 
     def _average(self, isthing: bool | None) -> tuple[dict[str, float], dict[int, dict[str, float]]]:
         pq = sq = rq = 0.0

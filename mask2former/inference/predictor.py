@@ -143,6 +143,35 @@ class Predictor:
             result.instance = pp.instance_inference(scores, labels, big[position[queries]])
         return result
 
+    @torch.inference_mode()
+    def semantic_tta(self, image: ImageInput, factors: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+                     flip: bool = True) -> ImageResult:
+        """Semantic scores averaged over test sizes (``factors`` x the preset's) and horizontal
+        flips, each at the original size, as the reference's multi-scale + flip evaluation."""
+        rgb, name = self._load(image, 0)
+        h, w = rgb.shape[:2]
+        total: torch.Tensor | None = None
+        count = 0
+        for factor in factors:
+            size = shortest_edge_size(h, w, round(self.inference.min_size * factor),
+                                      round(self.inference.max_size * factor))
+            if min(size) < 2 * self.inference.size_divisibility and factor != 1.0:
+                continue  # a 1x1 coarsest map cannot be normalised; such views carry no information
+            resized = resize_image(rgb, size)
+            for flipped in (False, True) if flip else (False,):
+                view = np.ascontiguousarray(resized[:, ::-1]) if flipped else resized
+                tensor = torch.from_numpy(np.require(view, requirements=["C", "W"])).to(self.device)
+                tensor = (tensor.permute(2, 0, 1).float() - self.mean) / self.std
+                padded = self._padded_size(size)
+                out = self.model(F.pad(tensor, (0, padded[1] - size[1], 0, padded[0] - size[0]))[None])
+                scores = self.postprocess(out.class_logits[0], out.mask_logits[0], padded, size, (h, w),
+                                          ("semantic",)).semantic.scores
+                scores = scores.flip(-1) if flipped else scores
+                total = scores if total is None else total + scores
+                count += 1
+        assert total is not None
+        return ImageResult(height=h, width=w, semantic=pp.semantic_result(total / count), file_name=name)
+
     def __call__(self, images: ImageInput | Sequence[ImageInput], task: str | Sequence[str] = "panoptic"
                  ) -> ImageResult | list[ImageResult]:
         """Results for one image, or a list for a list of images (same order)."""

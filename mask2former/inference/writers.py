@@ -35,7 +35,7 @@ def encode_rle(mask: np.ndarray) -> dict:
     return rle
 
 
-def _bbox_xywh(mask: np.ndarray) -> list[float]:
+def bbox_xywh(mask: np.ndarray) -> list[float]:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return [0.0, 0.0, 0.0, 0.0]
@@ -102,7 +102,7 @@ class ResultWriter:
         segments = []
         for s in result.panoptic.segments_info:
             segments.append({"id": s.id, "category_id": self.dataset_ids[s.label], "iscrowd": 0,
-                             "area": s.area, "bbox": _bbox_xywh(ids == s.id), "isthing": s.isthing,
+                             "area": s.area, "bbox": bbox_xywh(ids == s.id), "isthing": s.isthing,
                              "score": round(s.score, 6)})
         self.panoptic_annotations.append({"image_id": image_id, "file_name": f"{stem}.png",
                                           "segments_info": segments})

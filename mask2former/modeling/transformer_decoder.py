@@ -197,8 +197,10 @@ class MaskedAttentionDecoder(nn.Module):
             memories.append((self.input_proj[i](x).flatten(2) + self.level_embed.weight[i][None, :, None])
                             .transpose(1, 2))
         b = mask_features.shape[0]
-        query_pos = self.query_embed.weight.unsqueeze(0).expand(b, -1, -1)
-        tgt = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)
+        # repeat (not expand): a view of a parameter made in inference mode still claims to need a
+        # gradient without having a graph, which trips module hooks such as torch's FLOP counter
+        query_pos = self.query_embed.weight.unsqueeze(0).repeat(b, 1, 1)
+        tgt = self.query_feat.weight.unsqueeze(0).repeat(b, 1, 1)
         class_logits, mask_logits, allowed = self.predict(tgt, mask_features, sizes[0])
         predictions = [(class_logits, mask_logits)]
         for i in range(self.num_layers):

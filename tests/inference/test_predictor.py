@@ -77,3 +77,15 @@ def test_bad_inputs(tiny_model, tmp_path):
         predictor(str(tmp_path / "missing.png"))
     with pytest.raises(ValueError, match="unknown task 'depth'"):
         predictor(random_image(32, 32), task="depth")
+
+
+def test_semantic_tta_averages_views(tiny_model):
+    predictor = Predictor(tiny_model)
+    image = random_image(70, 90)
+    one = predictor.semantic_tta(image, factors=(1.0,), flip=False).semantic.scores
+    torch.testing.assert_close(one, predictor(image, task="semantic").semantic.scores)
+    flipped = predictor(np.ascontiguousarray(image[:, ::-1]), task="semantic").semantic.scores.flip(-1)
+    both = predictor.semantic_tta(image, factors=(1.0,), flip=True).semantic.scores
+    torch.testing.assert_close(both, (one + flipped) / 2)
+    multi = predictor.semantic_tta(image)  # six scales x flip, each back at the original size
+    assert multi.semantic.scores.shape == one.shape and multi.semantic.labels.shape == (70, 90)

@@ -1,0 +1,160 @@
+"""Traditional baselines from torchvision, trained and run the same way as Mask2Former:
+Mask R-CNN (ResNet-50 FPN) for instances, DeepLabV3 (ResNet-50) for semantic segmentation, and
+the two combined by the standard heuristic merge for panoptic segmentation.
+
+Nothing is downloaded: both start from random weights (``weights=None, weights_backbone=None``),
+exactly like the Mask2Former they are compared with. Their predictions are converted to our
+result structures, so one evaluator scores all models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mask2former.data.transforms import resize_image, shortest_edge_size
+from mask2former.inference.postprocess import masks_to_boxes
+from mask2former.structures import InstanceResult, PanopticResult, Segment, SemanticResult, Target
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_mask_rcnn(num_things: int, *, min_size: int, max_size: int, backbone: str = "resnet50",
+                    rois_per_image: int = 512) -> nn.Module:
+    """torchvision Mask R-CNN with an FPN backbone, random weights, all layers trainable.
+    ``rois_per_image`` is the box head's sampled proposals per image (torchvision: 512, tuned for
+    COCO's many objects; fewer suit small images with few objects and train faster)."""
+    from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    kwargs = {"min_size": min_size, "max_size": max_size, "box_batch_size_per_image": rois_per_image}
+    if backbone == "resnet50":
+        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_things + 1, **kwargs)
+    fpn = resnet_fpn_backbone(backbone_name=backbone, weights=None, trainable_layers=5, norm_layer=nn.BatchNorm2d)
+    return MaskRCNN(fpn, num_classes=num_things + 1, **kwargs)
+
+
+def build_deeplab(num_classes: int, *, backbone: str = "resnet50") -> nn.Module:
+    """torchvision DeepLabV3, random weights: ResNet-50/101 at output stride 8 (torchvision's
+    builders); ResNet-18/34 at output stride 32 (their basic blocks cannot be dilated)."""
+    import torchvision
+    from torchvision.models import segmentation
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+
+    builders = {"resnet50": segmentation.deeplabv3_resnet50, "resnet101": segmentation.deeplabv3_resnet101}
+    if backbone in builders:
+        return builders[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    resnet = getattr(torchvision.models, backbone)(weights=None)
+    return DeepLabV3(IntermediateLayerGetter(resnet, {"layer4": "out"}), DeepLabHead(resnet.fc.in_features,
+                                                                                     num_classes))
+
+
+def _normalise(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+class MaskRCNNAdapter:
+    """Our targets and images in, torchvision's dict targets out; predictions as InstanceResult."""
+
+    def __init__(self, model: nn.Module, thing_classes: Sequence[int]) -> None:
+        self.model = model
+        self.thing_classes = list(thing_classes)  # detector label l (1-based) -> contiguous class id
+        self.to_detector = {c: i + 1 for i, c in enumerate(self.thing_classes)}
+
+    def losses(self, images: list[torch.Tensor], targets: list[Target]) -> dict[str, torch.Tensor]:
+        """images: ``[3, H, W]`` uint8 RGB; the detector normalises internally."""
+        batch, det_targets = [], []
+        for image, target in zip(images, targets):
+            keep = target.is_thing & ~target.iscrowd
+            masks = target.masks[keep]
+            boxes = masks_to_boxes(masks)
+            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            labels = torch.tensor([self.to_detector[int(c)] for c in target.labels[keep]], dtype=torch.long)
+            det_targets.append({"boxes": boxes[valid], "labels": labels[valid], "masks": masks[valid].to(torch.uint8)})
+            batch.append(image.float() / 255.0)
+        return self.model(batch, det_targets)
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray, topk: int = 100) -> InstanceResult:
+        self.model.eval()
+        tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0
+        out = self.model([tensor])[0]
+        order = out["scores"].argsort(descending=True)[:topk]
+        masks = out["masks"][order, 0] > 0.5
+        labels = torch.tensor([self.thing_classes[int(label) - 1] for label in out["labels"][order]], dtype=torch.long)
+        return InstanceResult(masks=masks, scores=out["scores"][order], labels=labels, boxes=masks_to_boxes(masks))
+
+
+class DeepLabAdapter:
+    """DeepLabV3 trained with per-pixel cross-entropy (255 = ignore), predicting label maps."""
+
+    def __init__(self, model: nn.Module, num_classes: int, *, min_size: int, max_size: int) -> None:
+        self.model, self.num_classes, self.min_size, self.max_size = model, num_classes, min_size, max_size
+
+    def losses(self, images: list[torch.Tensor], targets: list[Target]) -> dict[str, torch.Tensor]:
+        h = max(i.shape[1] for i in images)
+        w = max(i.shape[2] for i in images)
+        batch = torch.zeros((len(images), 3, h, w))
+        labels = torch.full((len(images), h, w), 255, dtype=torch.long)
+        for k, (image, target) in enumerate(zip(images, targets)):
+            batch[k, :, : image.shape[1], : image.shape[2]] = image.float()
+            labels[k, : image.shape[1], : image.shape[2]] = target.semantic_map(255)
+        logits = self.model(_normalise(batch))["out"]
+        return {"loss_ce": F.cross_entropy(logits, labels, ignore_index=255)}
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray) -> SemanticResult:
+        self.model.eval()
+        h, w = image.shape[:2]
+        resized = resize_image(image, shortest_edge_size(h, w, self.min_size, self.max_size))
+        tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).permute(2, 0, 1)[None]
+        logits = self.model(_normalise(tensor))["out"]
+        scores = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[0].softmax(0)
+        return SemanticResult(scores=scores, labels=scores.argmax(0))
+
+
+def heuristic_panoptic(instances: InstanceResult, semantic_labels: torch.Tensor, thing_flags: Sequence[bool], *,
+                       overlap_threshold: float = 0.5, stuff_area_threshold: int = 4096,
+                       score_threshold: float = 0.5) -> PanopticResult:
+    """The standard combination (Panoptic FPN): paste confident instances in score order, skipping
+    those mostly hidden by earlier ones, then fill the rest with semantic stuff regions that are
+    large enough. Thing classes in the semantic map are not used for stuff."""
+    h, w = semantic_labels.shape
+    segments = torch.zeros((h, w), dtype=torch.int32)
+    infos: list[Segment] = []
+    next_id = 0
+    for k in instances.scores.argsort(descending=True).tolist():
+        score = float(instances.scores[k])
+        if score < score_threshold:
+            break
+        mask = instances.masks[k]
+        area = int(mask.sum())
+        if area == 0:
+            continue
+        taken = int((mask & (segments > 0)).sum())
+        if taken / area > overlap_threshold:
+            continue
+        mask = mask & (segments == 0)
+        next_id += 1
+        segments[mask] = next_id
+        infos.append(Segment(id=next_id, label=int(instances.labels[k]), isthing=True, score=score,
+                             area=int(mask.sum())))
+    for label in torch.unique(semantic_labels).tolist():
+        if label >= len(thing_flags) or thing_flags[label]:
+            continue
+        mask = (semantic_labels == label) & (segments == 0)
+        area = int(mask.sum())
+        if area < stuff_area_threshold:
+            continue
+        next_id += 1
+        segments[mask] = next_id
+        infos.append(Segment(id=next_id, label=int(label), isthing=False, score=1.0, area=area))
+    return PanopticResult(segments=segments, segments_info=infos)

@@ -1,0 +1,150 @@
+"""The comparison report: markdown tables, PNG plots and side-by-side predictions, every number
+labelled with the dataset, split, checkpoint / training budget and command that produced it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mask2former.config import CategoryInfo
+from mask2former.inference.visualize import overlay, palette
+
+TASK_COLUMNS = {
+    "panoptic": ["panoptic.PQ", "panoptic.SQ", "panoptic.RQ", "panoptic.PQ_th", "panoptic.PQ_st"],
+    "instance": ["instance.AP", "instance.AP50", "instance.AP75", "instance.APs", "instance.APm", "instance.APl"],
+    "semantic": ["semantic.mIoU", "semantic.fwIoU", "semantic.mACC", "semantic.pACC"],
+}
+PER_CLASS = {"panoptic": "panoptic.PQ", "instance": "instance.AP", "semantic": "semantic.IoU"}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):  # NaN: class absent; -1: COCO's "no ground truth of this size"
+        return "n/a" if math.isnan(value) or value == -1.0 else f"{value:.1f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _plot_accuracy_latency(runs: Sequence[Any], tasks: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        key = TASK_COLUMNS[task][0]
+        for run in runs:
+            if key in run.metrics and run.cost is not None:
+                ax.scatter(run.cost.latency_ms, run.metrics[key], s=60)
+                ax.annotate(run.name, (run.cost.latency_ms, run.metrics[key]), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("CPU latency per image (ms)")
+        ax.set_ylabel(key)
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_per_class(runs: Sequence[Any], task: str, names: Sequence[str], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = PER_CLASS[task]
+    with_values = [r for r in runs if key in r.per_class]
+    if not with_values:
+        return False
+    classes = [n for n in names if any(n in r.per_class[key] for r in with_values)]
+    width = 0.8 / len(with_values)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(classes) * len(with_values)), 3.6))
+    for k, run in enumerate(with_values):
+        values = [run.per_class[key].get(c, float("nan")) for c in classes]
+        ax.bar(np.arange(len(classes)) + k * width, values, width, label=run.name)
+    ax.set_xticks(np.arange(len(classes)) + width * (len(with_values) - 1) / 2)
+    ax.set_xticklabels(classes, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{key} per class")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _side_by_side(runs: Sequence[Any], task: str, split: Any, categories: Sequence[CategoryInfo],
+                  count: int, path: Path) -> bool:
+    """Rows: validation images; columns: the image then each model's prediction for ``task``."""
+    names = [c.name for c in categories]
+    colors = palette(len(categories), [c.color for c in categories])
+    models = [r for r in runs if task in r.tasks and r.predictions]
+    if not models:
+        return False
+    rows = []
+    for i in range(min(count, len(models[0].predictions))):
+        image, _ = split.load(i)
+        tiles = [image] + [np.asarray(overlay(image, r.predictions[i], task, names, colors)) for r in models]
+        rows.append(np.concatenate(tiles, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return True
+
+
+def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryInfo], split: Any,
+                 provenance: dict[str, Any], tasks: Sequence[str]) -> Path:
+    """``out/report.md`` plus its figures; returns the markdown path."""
+    names = [c.name for c in categories]
+    lines = ["# Mask2Former vs traditional models", ""]
+    lines += ["Every number below was measured in this run:", ""]
+    lines += [_table(["", ""], [[k, v] for k, v in provenance.items()]), ""]
+    lines += ["Models:", ""]
+    lines += [_table(["model", "weights", "training time (s)"],
+                     [[r.name, r.source, r.train_seconds] for r in runs]), ""]
+    for task in tasks:
+        columns = TASK_COLUMNS[task]
+        scored = [r for r in runs if any(c in r.metrics for c in columns)]
+        if not scored:
+            continue
+        lines += [f"## {task.capitalize()} segmentation ({provenance['split']} split, "
+                  f"{provenance['val_images']} images, in %)", ""]
+        lines += [_table(["model", *[c.split(".", 1)[1] for c in columns]],
+                         [[r.name, *[r.metrics.get(c, float("nan")) for c in columns]] for r in scored]), ""]
+        key = PER_CLASS[task]
+        per_class = [r for r in scored if key in r.per_class]
+        if per_class:
+            lines += [f"Per class ({key.split('.', 1)[1]}):", ""]
+            listed = [n for n in names if any(n in r.per_class[key] for r in per_class)]
+            lines += [_table(["class", *[r.name for r in per_class]],
+                             [[n, *[r.per_class[key].get(n, float("nan")) for r in per_class]] for n in listed]), ""]
+            if _plot_per_class(per_class, task, names, out / f"per_class_{task}.png"):
+                lines += [f"![per-class {task}](per_class_{task}.png)", ""]
+        if _side_by_side(runs, task, split, categories, 4, out / f"examples_{task}.png"):
+            shown = ", ".join(r.name for r in runs if task in r.tasks and r.predictions)
+            lines += [f"Validation images, left to right: image, {shown}:", "",
+                      f"![{task} examples](examples_{task}.png)", ""]
+    lines += ["## Cost (CPU, one image of the validation split, end to end)", ""]
+    lines += [_table(["model", "parameters (M)", "GFLOPs", "latency (ms)", "peak memory (MB)"],
+                     [[r.name, r.cost.params_m, r.cost.gflops, r.cost.latency_ms, r.cost.peak_memory_mb]
+                      for r in runs if r.cost is not None]), ""]
+    lines += ["GFLOPs count matrix multiplications and convolutions (torch's FlopCounterMode); gathers such as "
+              "the deformable attention's sampling are not counted. Latency is the median of 5 runs after a "
+              "warm-up, including pre- and post-processing; peak memory is the resident-memory peak above the "
+              "level before the call.", ""]
+    _plot_accuracy_latency(runs, tasks, out / "accuracy_vs_latency.png")
+    lines += ["![accuracy vs latency](accuracy_vs_latency.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

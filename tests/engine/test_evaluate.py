@@ -1,0 +1,79 @@
+"""mask2former eval: every allowed task scored, predictions written in the community formats,
+TTA, and 2 processes giving the numbers of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mask2former import build_model, get_preset, save_model
+from mask2former.cli import main
+from mask2former.data.synthetic import write_synthetic
+from mask2former.engine.evaluate import run_evaluation
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = write_synthetic(root / "data", num_train=2, num_val=3, seed=2)
+    config = get_preset("tiny")
+    from mask2former.data.datasets import build_split, load_data_config
+
+    split = build_split(load_data_config(data), "val")
+    config.categories, config.num_classes = list(split.categories), len(split.categories)
+    config.inference.object_mask_threshold = 0.0  # an untrained model: keep segments to write
+    checkpoint = save_model(build_model(config), root / "model.pt")
+    return data, checkpoint, split
+
+
+def test_eval_writes_metrics_and_predictions(tmp_path, setup, capsys):
+    data, checkpoint, split = setup
+    out = tmp_path / "out"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"panoptic.PQ", "panoptic.PQ_th", "instance.AP", "instance.AP50", "semantic.mIoU", "semantic.pACC"} <= set(
+        metrics)
+    assert "semantic.mIoU" in capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert str(checkpoint) in report and "| split | val |" in report
+    pan = json.loads((out / "panoptic.json").read_text())
+    dataset_ids = {c.id for c in split.categories}
+    assert {c["id"] for c in pan["categories"]} == dataset_ids  # the dataset's own (non-contiguous) ids
+    assert len(pan["annotations"]) == 3
+    for ann in pan["annotations"]:
+        assert all(s["category_id"] in dataset_ids for s in ann["segments_info"])
+        assert (out / "panoptic" / ann["file_name"]).exists()
+    instances = json.loads((out / "instances.json").read_text())
+    assert instances and all("counts" in r["segmentation"] for r in instances)
+    labels = np.asarray(Image.open(out / "semantic" / "000000.png"))
+    assert labels.max() < len(split.categories)
+
+
+def test_task_selection_and_tta(tmp_path, setup):
+    data, checkpoint, _ = setup
+    plain = run_evaluation(checkpoint, data, tasks=["semantic"])
+    tta = run_evaluation(checkpoint, data, tasks=["semantic"], tta=True)
+    assert set(plain) == set(tta) == {"semantic.mIoU", "semantic.fwIoU", "semantic.mACC", "semantic.pACC"}
+    with pytest.raises(ValueError, match="no split 'test'"):
+        run_evaluation(checkpoint, data, split="test")
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_numbers(tmp_path, setup):
+    data, checkpoint, _ = setup
+    single = run_evaluation(checkpoint, data)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "mask2former", "-q", "eval", "--checkpoint", str(checkpoint), "--data", str(data),
+                           "--output", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for key, value in single.items():
+        assert abs(two[key] - value) < 1e-6, key
+    assert len(json.loads((tmp_path / "two" / "panoptic.json").read_text())["annotations"]) == 3
