@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# panopticapi (the PQ reference in tests) pins numpy<2 in its metadata but runs on numpy 2
+	$(PY) -m pip install --quiet --no-deps panopticapi-lite
 	touch $(STAMP)
 
 install: $(STAMP)

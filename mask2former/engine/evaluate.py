@@ -59,8 +59,9 @@ class TaskEvaluators:
         self.gt_images: list[dict] = []
         self.gt_annotations: list[dict] = []
         self.results: list[dict] = []
+        self.lvis_annotations: str | None = None  # LVIS: score against the dataset's own file
 
-    def update(self, image_id: int, target: Target, result: ImageResult) -> None:
+    def update(self, image_id: int | str, target: Target, result: ImageResult) -> None:
         h, w = target.ignore.shape
         if self.semantic is not None and result.semantic is not None:
             self.semantic.update(result.semantic.labels.cpu().numpy(), target.semantic_map(255).numpy())
@@ -109,7 +110,12 @@ class TaskEvaluators:
                     metrics[f"panoptic.{name.upper()}{suffix}"] = 100.0 * pq[group][name]
             per_class["panoptic.PQ"] = {names[k]: 100.0 * v["pq"] for k, v in pq["per_class"].items()
                                         if v["tp"] + v["fp"] + v["fn"] > 0}
-        if "instance" in self.tasks:
+        if "instance" in self.tasks and self.lvis_annotations is not None:
+            from mask2former.evaluation.instance import lvis_evaluate
+
+            lvis = lvis_evaluate(self.lvis_annotations, self.results)["segm"]
+            metrics.update({f"instance.{k}": v for k, v in lvis.items()})
+        elif "instance" in self.tasks:
             things = [c for c in self.categories if c.isthing]
             gt = {"images": self.gt_images, "annotations": self.gt_annotations,
                   "categories": [{"id": c.id, "name": c.name} for c in things]}
@@ -195,6 +201,8 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
                          f"{len(dataset.categories)}")
     predictor = Predictor(model, device=device, batch_size=batch_size)
     evaluators = TaskEvaluators(dataset.categories, chosen)
+    if data_config.format == "lvis":
+        evaluators.lvis_annotations = str(data_config.splits[split]["annotations"])
     writer = None
     if output is not None:
         config = model.config
@@ -221,7 +229,7 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
         if tta and "semantic" in chosen:
             result.semantic = predictor.semantic_tta(image).semantic
         record = dataset.records[i]
-        evaluators.update(i, target, result)
+        evaluators.update(record.image_id, target, result)
         if writer is not None:
             result.file_name = record.image_path.name
             writer.add(result, Path(record.image_path).stem, image_id=record.image_id)

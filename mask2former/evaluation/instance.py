@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,4 +66,55 @@ def coco_evaluate(gt: dict[str, Any], results: Sequence[dict[str, Any]],
             per_class[cat_id] = float(np.mean(p)) * 100 if p.size else float("nan")
         stats["per_class"] = per_class
         out[iou_type] = stats
+    return out
+
+
+@contextlib.contextmanager
+def _numpy_float_alias():
+    """lvis 0.5.3 (the current release) still calls ``np.float``, removed in NumPy 1.24; provide
+    the alias for the duration of the call only."""
+    added = "float" not in np.__dict__
+    if added:
+        np.float = float  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if added:
+            del np.float
+
+
+LVIS_STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"]
+
+
+def lvis_evaluate(gt: str | os.PathLike | dict[str, Any], results: Sequence[dict[str, Any]],
+                  iou_types: Sequence[str] = ("segm",), max_dets: int = 300) -> dict[str, dict[str, float]]:
+    """LVIS AP with the rare / common / frequent split (APr, APc, APf), through the ``lvis``
+    package on the dataset's own annotation file (its federated labels need
+    ``neg_category_ids`` / ``not_exhaustive_category_ids`` and the category frequencies)."""
+    try:
+        from lvis import LVIS, LVISEval, LVISResults
+    except ImportError:
+        raise ImportError("LVIS evaluation needs the lvis package: pip install lvis") from None
+    if isinstance(gt, dict):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(gt, f)
+        path = f.name
+    else:
+        path = str(gt)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            lvis_gt = LVIS(path)
+    finally:
+        if isinstance(gt, dict):
+            os.unlink(path)
+    out: dict[str, dict[str, float]] = {}
+    for iou_type in iou_types:
+        if not results:
+            out[iou_type] = {name: 0.0 for name in LVIS_STAT_NAMES}
+            continue
+        dets = [_for_iou_type(r, iou_type) for r in results]
+        with contextlib.redirect_stdout(io.StringIO()), _numpy_float_alias():
+            evaluator = LVISEval(lvis_gt, LVISResults(lvis_gt, dets, max_dets=max_dets), iou_type)
+            evaluator.run()
+        out[iou_type] = {name: float(evaluator.results[name]) * 100 for name in LVIS_STAT_NAMES}
     return out

@@ -8,11 +8,12 @@ import io
 import json
 
 import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mask2former.evaluation.instance import STAT_NAMES, coco_evaluate
+from mask2former.evaluation.instance import STAT_NAMES, coco_evaluate, lvis_evaluate
 
 CATS = [{"id": 3, "name": "a"}, {"id": 17, "name": "b"}, {"id": 90, "name": "c"}]
 
@@ -79,3 +80,26 @@ def test_no_detections():
     gt, _ = _data(0)
     ours = coco_evaluate(gt, [])
     assert ours["segm"]["AP"] == 0.0 and ours["segm"]["per_class"][3] == 0.0
+
+
+def test_lvis_ap_equals_lvis_eval(tmp_path):
+    lvis = pytest.importorskip("lvis")
+    gt, results = _data(1)
+    freq = {3: "r", 17: "c", 90: "f"}
+    gt["categories"] = [{**c, "frequency": freq[c["id"]], "image_count": 1, "instance_count": 1} for c in CATS]
+    gt["annotations"] = [a for a in gt["annotations"] if not a["iscrowd"]]  # LVIS has no crowds
+    for image in gt["images"]:
+        image.update(neg_category_ids=[], not_exhaustive_category_ids=[])
+    path = tmp_path / "lvis.json"
+    path.write_text(json.dumps(gt))
+    ours = lvis_evaluate(path, results)["segm"]
+    np.float = float  # the lvis release still uses the alias NumPy removed
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            lvis_gt = lvis.LVIS(str(path))
+            e = lvis.LVISEval(lvis_gt, lvis.LVISResults(lvis_gt, json.loads(json.dumps(results))), "segm")
+            e.run()
+    finally:
+        del np.float
+    for name in ("AP", "APr", "APc", "APf", "AP50"):
+        assert abs(ours[name] - 100 * e.results[name]) < 1e-9, name
