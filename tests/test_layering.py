@@ -1,0 +1,43 @@
+"""Imports flow one way (DESIGN.md): modeling, losses, data and evaluation do not import each
+other or anything above them, and nothing but the entry point imports the CLI."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mask2former"
+ABOVE = {"engine", "inference", "compare", "cli", "demo", "checkpoint", "build", "benchmark"}
+FORBIDDEN = {
+    "modeling": {"losses", "data", "evaluation"} | ABOVE,
+    "losses": {"modeling", "data", "evaluation"} | ABOVE,
+    "data": {"modeling", "losses", "evaluation"} | ABOVE,
+    "evaluation": {"modeling", "losses", "data"} | ABOVE,
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mask2former."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mask2former.")}
+    return names
+
+
+def test_lower_layers_do_not_import_upwards():
+    problems = []
+    for layer, forbidden in FORBIDDEN.items():
+        for path in (PACKAGE / layer).rglob("*.py"):
+            bad = _imports(path) & forbidden
+            if bad:
+                problems.append(f"{path.relative_to(PACKAGE)} imports {sorted(bad)}")
+    assert not problems, problems
+
+
+def test_nothing_imports_the_cli():
+    users = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
+             if "cli" in _imports(p) and p.parent.name != "cli" and p.name != "__main__.py"]
+    assert not users, users
