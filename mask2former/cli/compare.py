@@ -7,6 +7,14 @@ import argparse
 import sys
 
 
+def _width(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 8:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a channel count >= 8, got {value!r}")
+    return int(value)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="Mask2Former vs Mask R-CNN and DeepLabV3 on the same data and budget")
     p.add_argument("--data", required=True, help="DATA.yaml with train and val splits")
@@ -21,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline-rois", type=int, default=512,
                    help="Mask R-CNN RoIs sampled per image (torchvision's 512 suits COCO; 128 trains faster on "
                         "small images with few objects)")
+    p.add_argument("--baseline-width", default="auto", type=_width,
+                   help="FPN / ASPP / head channels of both baselines (auto: Mask2Former's pixel-decoder width, "
+                        "256 for the zoo presets; 256 is torchvision's standard)")
     p.add_argument("--baseline-optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--baseline-lr", type=float, default=1e-4)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields, as in train")
@@ -35,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     report = compare(args.data, args.output, config=config, checkpoint=args.checkpoint,
                      baseline_backbone=args.baseline_backbone, baseline_optimizer=args.baseline_optimizer,
-                     baseline_lr=args.baseline_lr, rois_per_image=args.baseline_rois, device=args.device,
+                     baseline_lr=args.baseline_lr, rois_per_image=args.baseline_rois,
+                     baseline_width=args.baseline_width, device=args.device,
                      command="mask2former " + " ".join(sys.argv[1:]))
     print(f"report: {report}")
     return 0
+

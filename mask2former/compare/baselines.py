@@ -25,34 +25,55 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_mask_rcnn(num_things: int, *, min_size: int, max_size: int, backbone: str = "resnet50",
-                    rois_per_image: int = 512) -> nn.Module:
+                    rois_per_image: int = 512, width: int = 256) -> nn.Module:
     """torchvision Mask R-CNN with an FPN backbone, random weights, all layers trainable.
     ``rois_per_image`` is the box head's sampled proposals per image (torchvision: 512, tuned for
-    COCO's many objects; fewer suit small images with few objects and train faster)."""
+    COCO's many objects; fewer suit small images with few objects and train faster). ``width`` is
+    the FPN, RPN and mask-head channel count (torchvision: 256) and the box head's MLP is 4x it
+    (torchvision: 1024), so a narrow Mask2Former can be compared with an equally narrow baseline."""
+    import torchvision
     from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
     kwargs = {"min_size": min_size, "max_size": max_size, "box_batch_size_per_image": rois_per_image}
-    if backbone == "resnet50":
+    if backbone == "resnet50" and width == 256:
         return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_things + 1, **kwargs)
-    fpn = resnet_fpn_backbone(backbone_name=backbone, weights=None, trainable_layers=5, norm_layer=nn.BatchNorm2d)
-    return MaskRCNN(fpn, num_classes=num_things + 1, **kwargs)
+    resnet = getattr(torchvision.models, backbone)(weights=None, norm_layer=nn.BatchNorm2d)
+    stage_channels = [resnet.layer1[-1].conv1.in_channels * 2 ** i for i in range(4)]  # res2..res5 outputs
+    fpn = BackboneWithFPN(resnet, {f"layer{k}": str(k - 1) for k in range(1, 5)}, stage_channels, width,
+                          extra_blocks=LastLevelMaxPool())
+    representation = 4 * width
+    return MaskRCNN(fpn, num_classes=None, **kwargs,
+                    box_head=TwoMLPHead(width * 7 * 7, representation),
+                    box_predictor=FastRCNNPredictor(representation, num_things + 1),
+                    mask_head=MaskRCNNHeads(width, [width] * 4, 1),
+                    mask_predictor=MaskRCNNPredictor(width, width, num_things + 1))
 
 
-def build_deeplab(num_classes: int, *, backbone: str = "resnet50") -> nn.Module:
+def build_deeplab(num_classes: int, *, backbone: str = "resnet50", width: int = 256) -> nn.Module:
     """torchvision DeepLabV3, random weights: ResNet-50/101 at output stride 8 (torchvision's
-    builders); ResNet-18/34 at output stride 32 (their basic blocks cannot be dilated)."""
+    builders); ResNet-18/34 at output stride 32 (their basic blocks cannot be dilated).
+    ``width`` is the ASPP and head channel count (torchvision: 256)."""
     import torchvision
     from torchvision.models import segmentation
     from torchvision.models._utils import IntermediateLayerGetter
-    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+    from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 
     builders = {"resnet50": segmentation.deeplabv3_resnet50, "resnet101": segmentation.deeplabv3_resnet101}
     if backbone in builders:
-        return builders[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
-    resnet = getattr(torchvision.models, backbone)(weights=None)
-    return DeepLabV3(IntermediateLayerGetter(resnet, {"layer4": "out"}), DeepLabHead(resnet.fc.in_features,
-                                                                                     num_classes))
+        model = builders[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    else:
+        resnet = getattr(torchvision.models, backbone)(weights=None)
+        model = DeepLabV3(IntermediateLayerGetter(resnet, {"layer4": "out"}), nn.Identity())
+    if width != 256 or backbone not in builders:
+        in_channels = model.backbone.layer4[-1].conv1.in_channels if backbone in builders else resnet.fc.in_features
+        model.classifier = nn.Sequential(ASPP(in_channels, (12, 24, 36), out_channels=width),
+                                         nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                         nn.ReLU(), nn.Conv2d(width, num_classes, 1))
+    return model
 
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:

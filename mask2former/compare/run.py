@@ -27,7 +27,7 @@ from mask2former.compare.baselines import (
 )
 from mask2former.compare.train_baselines import train_baseline
 from mask2former.config import TrainConfig
-from mask2former.data.datasets import build_split, load_data_config
+from mask2former.data.data_yaml import build_split, load_data_config
 from mask2former.engine.evaluate import TaskEvaluators, tasks_for
 from mask2former.engine.train import adopt_dataset, train
 from mask2former.inference.predictor import Predictor
@@ -64,13 +64,16 @@ def _predict_split(split: Any, predict: Any, evaluators: TaskEvaluators, keep: i
 def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: TrainConfig,
             checkpoint: str | os.PathLike | None = None, baseline_backbone: str = "auto",
             baseline_optimizer: str = "adamw", baseline_lr: float = 1e-4, rois_per_image: int = 512,
+            baseline_width: int | str = "auto",
             num_examples: int = 4,
             device: str = "cpu", progress: bool = True, command: str | None = None) -> Path:
     """Train (or load, with ``checkpoint``) Mask2Former, train the baselines with the same budget,
     evaluate all on the val split, measure their cost, and write the report to ``output``.
 
     ``baseline_backbone="auto"`` gives the baselines Mask2Former's own ResNet depth (ResNet-50 for
-    Swin models), so that the comparison is of the heads, not of the backbones."""
+    Swin models), and ``baseline_width="auto"`` gives their FPN / ASPP / heads Mask2Former's
+    pixel-decoder width (256 for every zoo preset, 64 for ``demo``), so that the comparison is of
+    the heads, not of the backbones or the widths."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     command = command or " ".join(["mask2former", *sys.argv[1:]])
@@ -85,6 +88,8 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     if baseline_backbone == "auto":
         b = config.model.backbone
         baseline_backbone = f"resnet{b.depth}" if b.name == "resnet" else "resnet50"
+    width = config.model.pixel_decoder.conv_dim if baseline_width == "auto" else int(baseline_width)
+    suffix = "" if width == 256 else f", width {width}"
     runs: list[ModelRun] = []
 
     # --- Mask2Former
@@ -111,14 +116,14 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     if "instance" in tasks:
         det = build_mask_rcnn(len(thing_classes), min_size=config.input.crop_size[0],
                               max_size=max(config.input.crop_size), backbone=baseline_backbone,
-                              rois_per_image=rois_per_image)
+                              rois_per_image=rois_per_image, width=width)
         mask_rcnn = MaskRCNNAdapter(det, thing_classes)
         t0 = time.perf_counter()
         train_baseline(mask_rcnn, train_split, config, optimizer=baseline_optimizer, base_lr=baseline_lr,
                        progress=progress, name="mask_rcnn")
         seconds = time.perf_counter() - t0
         det.transform.min_size, det.transform.max_size = (inference.min_size,), inference.max_size
-        run = ModelRun(f"Mask R-CNN ({baseline_backbone} FPN)", ("instance",),
+        run = ModelRun(f"Mask R-CNN ({baseline_backbone} FPN{suffix})", ("instance",),
                        f"{budget}; {rois_per_image} RoIs per image", train_seconds=seconds)
         evaluators = TaskEvaluators(categories, ("instance",))
         run.predictions = _predict_split(val_split, lambda im: ImageResult(
@@ -128,13 +133,13 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
         run.cost = measure(det, lambda: mask_rcnn.predict(sample))
         runs.append(run)
     if "semantic" in tasks or "panoptic" in tasks:
-        seg = build_deeplab(len(categories), backbone=baseline_backbone)
+        seg = build_deeplab(len(categories), backbone=baseline_backbone, width=width)
         deeplab = DeepLabAdapter(seg, len(categories), min_size=inference.min_size, max_size=inference.max_size)
         t0 = time.perf_counter()
         train_baseline(deeplab, train_split, config, optimizer=baseline_optimizer, base_lr=baseline_lr,
                        progress=progress, name="deeplabv3")
         seconds = time.perf_counter() - t0
-        run = ModelRun(f"DeepLabV3 ({baseline_backbone})", ("semantic",), budget, train_seconds=seconds)
+        run = ModelRun(f"DeepLabV3 ({baseline_backbone}{suffix})", ("semantic",), budget, train_seconds=seconds)
         evaluators = TaskEvaluators(categories, ("semantic",))
         run.predictions = _predict_split(val_split, lambda im: ImageResult(
             im.shape[0], im.shape[1], semantic=deeplab.predict(im)), evaluators, num_examples)

@@ -178,7 +178,7 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
     and the annotations allow; with ``output``, write the predictions in the community formats,
     ``metrics.json`` and ``report.md``. Under torchrun the images are shared out across processes."""
     from mask2former.checkpoint import load_model
-    from mask2former.data.datasets import build_split, load_data_config
+    from mask2former.data.data_yaml import build_split, load_data_config
     from mask2former.engine import distributed as dist
     from mask2former.inference.writers import ResultWriter
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import yaml
 from mask2former.build import build_model
 from mask2former.checkpoint import read_checkpoint, save_model
 from mask2former.config import TrainConfig, to_dict
-from mask2former.data.datasets import DatasetSplit, build_split, load_data_config
+from mask2former.data.data_yaml import build_split, load_data_config
+from mask2former.data.datasets import DatasetSplit
 from mask2former.data.loader import IterationBatchSampler, TrainingSet, TrainSample, collate
 from mask2former.data.transforms import build_train_transform
 from mask2former.engine import distributed as dist
@@ -34,6 +36,7 @@ from mask2former.engine.checkpoint import (
 )
 from mask2former.engine.evaluate import evaluate, tasks_for
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from mask2former.engine.run_logger import RunLogger
 from mask2former.losses import build_criterion
 from mask2former.structures import Target
 
@@ -118,7 +121,6 @@ def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.Pat
           progress: bool = True) -> Path:
     """Train and return the path of ``model_final.pt`` (which ``load_model`` reads)."""
     multi = dist.init_from_env(device)
-    rank, world = dist.rank(), dist.world_size()
     dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device.startswith("cuda") and multi
                        else device)
     out = Path(output_dir)
@@ -131,125 +133,165 @@ def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.Pat
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)
-    if init is not None and not (resume and (ckpt_dir / "last.pt").exists()):
-        report = initialise_from(model, init)
-        logger.info("initialised from %s: %d tensors kept, %d re-initialised (%s), %d unused", init,
-                    len(report["kept"]), len(report["reinitialised"]),
-                    ", ".join(sorted({k.rsplit(".", 1)[0] for k in report["reinitialised"]})) or "none",
-                    len(report["unused"]))
-    criterion = build_criterion(config.model).to(dev)
-    optimizer = build_optimizer(model, config.solver)
-    scheduler = build_scheduler(optimizer, config.solver, config.max_iter)
-    autocast, scaler = _amp_context(config.solver.amp, dev)
-    start_iter = 0
-    if resume and (ckpt_dir / "last.pt").exists():
-        state = load_training_state(ckpt_dir / "last.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_iter = int(state["iteration"])
-        set_rng_state(state["rng"])
-        logger.info("resumed from %s at iteration %d", ckpt_dir / "last.pt", start_iter)
-    elif resume:
+    resuming = resume and (ckpt_dir / "last.pt").exists()
+    if init is not None and not resuming:
+        _initialise_and_report(model, init)
+    trainer = _Trainer(config, model, dev, multi)
+    start_iter = trainer.restore(ckpt_dir / "last.pt") if resuming else 0
+    if resume and not resuming:
         logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
-
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    ddp_model = model
-    if multi:
-        if config.model.backbone.norm == "SyncBN" and dev.type == "cuda":
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
-                                                              else None)
 
-    inp = config.input
-    transform = build_train_transform(inp.augmentation, crop_size=tuple(inp.crop_size), base_size=inp.base_size,
-                                      min_scale=inp.min_scale, max_scale=inp.max_scale,
-                                      cat_max_ratio=inp.cat_max_ratio, color=inp.color_jitter, flip=inp.flip)
-    sampler = IterationBatchSampler(len(train_split), batch_size=config.batch_size, grad_accum=config.grad_accum,
-                                    rank=rank, world=world, seed=config.seed, start_iter=start_iter,
-                                    max_iter=config.max_iter)
-    loader = torch.utils.data.DataLoader(
-        TrainingSet(train_split, transform, seed=config.seed, skip_bad=skip_bad), batch_sampler=sampler,
-        collate_fn=collate, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
-        generator=torch.Generator().manual_seed(config.seed),  # never draws from the global RNG
-    )
-    mean = torch.tensor(config.model.inference.pixel_mean, device=dev).view(3, 1, 1)
-    std = torch.tensor(config.model.inference.pixel_std, device=dev).view(3, 1, 1)
-    logger_ = _RunLogger(out, start_iter, config.max_iter, enabled=dist.is_main(), progress=progress)
+    sampler, loader = _data_loader(config, train_split, start_iter, skip_bad)
+    run_logger = RunLogger(out, start_iter, config.max_iter, enabled=dist.is_main(), progress=progress)
     batches = iter(loader)
     model.train()
     skipped = 0
     try:
         for it in range(start_iter, config.max_iter):
             t0 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            totals: dict[str, float] = {}
-            for micro in range(config.grad_accum):
-                samples = next(batches)
-                skipped += sampler.micro - len(samples)
-                if not samples:
-                    continue
-                pixels, targets = prepare_batch(samples, mean, std, config.model.inference.size_divisibility, dev)
-                sync = micro == config.grad_accum - 1 or not multi
-                with (contextlib.nullcontext() if sync else ddp_model.no_sync()):
-                    with autocast:
-                        output = ddp_model(pixels)
-                    losses = criterion(output, targets, generators=loss_generators(samples, config.seed, dev))
-                    loss = sum(losses.values()) / config.grad_accum
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                for k, v in losses.items():
-                    totals[k] = totals.get(k, 0.0) + float(v.detach()) / config.grad_accum
-            total = sum(totals.values())
-            finite = torch.tensor([1.0 if math.isfinite(total) else 0.0])
-            if float(dist.all_reduce_sum(finite)) < world:
-                raise TrainingError(
-                    f"non-finite loss at iteration {it + 1}: "
-                    + ", ".join(f"{k}={v:.4g}" for k, v in totals.items() if not math.isfinite(v))
-                    + f"; the last good checkpoint is kept in {ckpt_dir} (try a lower solver.base_lr)")
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            grad_norm = clip_gradients(model, config.solver.clip_grad_norm)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
+            totals, grad_norm, dropped = trainer.step(batches, sampler.micro, it, ckpt_dir)
+            skipped += dropped
             done = it + 1
-            base_lr = max(g["lr"] for g in optimizer.param_groups)  # the non-backbone learning rate
-            logger_.step(done, total, totals, base_lr, grad_norm, time.perf_counter() - t0, config.log_period)
+            base_lr = max(g["lr"] for g in trainer.optimizer.param_groups)  # the non-backbone learning rate
+            run_logger.step(done, sum(totals.values()), totals, base_lr, grad_norm, time.perf_counter() - t0,
+                            config.log_period)
             if done % config.checkpoint_period == 0 or done == config.max_iter:
-                if dist.is_main():
-                    save_training_state(ckpt_dir / "last.pt", model=model, config=config, optimizer=optimizer,
-                                        scheduler=scheduler, scaler=scaler, iteration=done)
-                    if done != config.max_iter:
-                        save_training_state(ckpt_dir / f"model_{done:07d}.pt", model=model, config=config,
-                                            optimizer=optimizer, scheduler=scheduler, scaler=scaler, iteration=done)
-                        prune_checkpoints(ckpt_dir, config.keep_checkpoints)
-                dist.barrier()
+                trainer.save(ckpt_dir, done)
             if val_split is not None and config.eval_period and done % config.eval_period == 0 \
                     and done != config.max_iter:
-                _evaluate_and_log(model, val_split, data_config.format, logger_, done)
+                _evaluate_and_log(model, val_split, data_config.format, run_logger, done)
         final = out / "model_final.pt"
         if dist.is_main():
             save_model(model, final, config.model)
             if val_split is not None:
-                metrics = _evaluate_and_log(model, val_split, data_config.format, logger_, config.max_iter)
+                metrics = _evaluate_and_log(model, val_split, data_config.format, run_logger, config.max_iter)
                 (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         if skipped:
             logger.warning("skipped %d samples that failed to load (--skip-bad)", skipped)
         dist.barrier()
         return final
     finally:
-        logger_.close()
+        run_logger.close()
         dist.cleanup()
 
 
-def _evaluate_and_log(model: torch.nn.Module, split: DatasetSplit, data_format: str, run_logger: _RunLogger,
+class _Trainer:
+    """The model with its loss, optimiser, schedule and mixed-precision state: one ``step`` is
+    one optimiser update over ``grad_accum`` micro-batches; ``save`` / ``restore`` round-trip
+    everything a resumed run needs to continue bit for bit."""
+
+    def __init__(self, config: TrainConfig, model: torch.nn.Module, device: torch.device, multi: bool) -> None:
+        self.config, self.model, self.device, self.multi = config, model, device, multi
+        self.criterion = build_criterion(config.model).to(device)
+        self.optimizer = build_optimizer(model, config.solver)
+        self.scheduler = build_scheduler(self.optimizer, config.solver, config.max_iter)
+        self.autocast, self.scaler = _amp_context(config.solver.amp, device)
+        self.mean = torch.tensor(config.model.inference.pixel_mean, device=device).view(3, 1, 1)
+        self.std = torch.tensor(config.model.inference.pixel_std, device=device).view(3, 1, 1)
+        self.forward = model
+        if multi:
+            if config.model.backbone.norm == "SyncBN" and device.type == "cuda":
+                # the converted modules share their Parameters with the old ones: the optimiser stays valid
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def restore(self, path: Path) -> int:
+        state = load_training_state(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        logger.info("resumed from %s at iteration %d", path, int(state["iteration"]))
+        return int(state["iteration"])
+
+    def save(self, ckpt_dir: Path, done: int) -> None:
+        """``last.pt`` always, a numbered copy on the period; atomic writes, so a crash mid-write
+        leaves the previous checkpoint intact."""
+        if dist.is_main():
+            parts = dict(model=self.model, config=self.config, optimizer=self.optimizer, scheduler=self.scheduler,
+                         scaler=self.scaler, iteration=done)
+            save_training_state(ckpt_dir / "last.pt", **parts)
+            if done != self.config.max_iter:
+                save_training_state(ckpt_dir / f"model_{done:07d}.pt", **parts)
+                prune_checkpoints(ckpt_dir, self.config.keep_checkpoints)
+        dist.barrier()
+
+    def step(self, batches: Iterator[list[TrainSample]], micro_size: int, it: int, ckpt_dir: Path
+             ) -> tuple[dict[str, float], float, int]:
+        """One update; returns the loss terms, the gradient norm before clipping and the number of
+        samples dropped by ``--skip-bad``."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        dropped = 0
+        for micro in range(cfg.grad_accum):
+            samples = next(batches)
+            dropped += micro_size - len(samples)
+            if not samples:
+                continue
+            pixels, targets = prepare_batch(samples, self.mean, self.std, cfg.model.inference.size_divisibility,
+                                            self.device)
+            sync = micro == cfg.grad_accum - 1 or not self.multi
+            with (contextlib.nullcontext() if sync else self.forward.no_sync()):
+                with self.autocast:
+                    output = self.forward(pixels)
+                losses = self.criterion(output, targets, generators=loss_generators(samples, cfg.seed, self.device))
+                loss = sum(losses.values()) / cfg.grad_accum
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+        total = sum(totals.values())
+        finite = torch.tensor([1.0 if math.isfinite(total) else 0.0])
+        if float(dist.all_reduce_sum(finite)) < dist.world_size():
+            raise TrainingError(
+                f"non-finite loss at iteration {it + 1}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in totals.items() if not math.isfinite(v))
+                + f"; the last good checkpoint is kept in {ckpt_dir} (try a lower solver.base_lr)")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_gradients(self.model, cfg.solver.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return totals, grad_norm, dropped
+
+
+def _initialise_and_report(model: torch.nn.Module, init: str | os.PathLike) -> None:
+    report = initialise_from(model, init)
+    logger.info("initialised from %s: %d tensors kept, %d re-initialised (%s), %d unused", init,
+                len(report["kept"]), len(report["reinitialised"]),
+                ", ".join(sorted({k.rsplit(".", 1)[0] for k in report["reinitialised"]})) or "none",
+                len(report["unused"]))
+
+
+def _data_loader(config: TrainConfig, split: DatasetSplit, start_iter: int, skip_bad: bool
+                 ) -> tuple[IterationBatchSampler, torch.utils.data.DataLoader]:
+    """Batches indexed by iteration, sharded per rank, so a resumed run sees the same samples."""
+    inp = config.input
+    transform = build_train_transform(inp.augmentation, crop_size=tuple(inp.crop_size), base_size=inp.base_size,
+                                      min_scale=inp.min_scale, max_scale=inp.max_scale,
+                                      cat_max_ratio=inp.cat_max_ratio, color=inp.color_jitter, flip=inp.flip)
+    sampler = IterationBatchSampler(len(split), batch_size=config.batch_size, grad_accum=config.grad_accum,
+                                    rank=dist.rank(), world=dist.world_size(), seed=config.seed,
+                                    start_iter=start_iter, max_iter=config.max_iter)
+    loader = torch.utils.data.DataLoader(
+        TrainingSet(split, transform, seed=config.seed, skip_bad=skip_bad), batch_sampler=sampler,
+        collate_fn=collate, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),  # never draws from the global RNG
+    )
+    return sampler, loader
+
+
+def _evaluate_and_log(model: torch.nn.Module, split: DatasetSplit, data_format: str, run_logger: RunLogger,
                       iteration: int) -> dict[str, float]:
     if not dist.is_main():
         return {}
@@ -258,64 +300,3 @@ def _evaluate_and_log(model: torch.nn.Module, split: DatasetSplit, data_format: 
     model.train()
     run_logger.metrics(iteration, metrics)
     return metrics
-
-
-class _RunLogger:
-    """Progress bar (loss, lr, ETA), JSON lines and TensorBoard scalars, on the main process only."""
-
-    def __init__(self, out: Path, start: int, total: int, *, enabled: bool, progress: bool) -> None:
-        self.enabled = enabled
-        self.bar = self.tb = self.jsonl = None
-        if not enabled:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        self.jsonl = open(out / "log.jsonl", "a")  # noqa: SIM115 - open for the whole run
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=start or None)
-        except ImportError:
-            logger.warning("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
-        if progress:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
-        self.window: list[float] = []
-
-    def step(self, iteration: int, total: float, losses: dict[str, float], lr: float, grad_norm: float,
-             seconds: float, period: int) -> None:
-        if not self.enabled:
-            return
-        self.window = (self.window + [total])[-20:]
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{sum(self.window) / len(self.window):.3f}", lr=f"{lr:.2e}")
-        if iteration % period == 0 or iteration == 1:
-            record = {"iteration": iteration, "loss": total, "lr": lr, "grad_norm": grad_norm, "time": seconds,
-                      **{k: v for k, v in losses.items() if "_" not in k.removeprefix("loss_")}}
-            self.jsonl.write(json.dumps(record) + "\n")
-            self.jsonl.flush()
-            if self.tb is not None:
-                for k, v in record.items():
-                    if k != "iteration":
-                        self.tb.add_scalar(f"train/{k}", v, iteration)
-
-    def metrics(self, iteration: int, metrics: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        self.jsonl.write(json.dumps({"iteration": iteration, "eval": metrics}) + "\n")
-        self.jsonl.flush()
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, int | float) and math.isfinite(v):
-                    self.tb.add_scalar(f"val/{k}", v, iteration)
-        summary = ", ".join(f"{k} {v:.1f}" for k, v in metrics.items() if k.count(".") == 1)
-        (self.bar.write if self.bar is not None else logger.info)(f"[eval @ {iteration}] {summary}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
-        if self.jsonl is not None:
-            self.jsonl.close()

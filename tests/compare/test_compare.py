@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mask2former.compare.baselines import heuristic_panoptic
+from mask2former.compare.baselines import build_deeplab, build_mask_rcnn, heuristic_panoptic
 from mask2former.structures import InstanceResult
 
 
@@ -28,6 +28,30 @@ def test_heuristic_merge_pastes_instances_then_stuff():
     assert int((ids == 0).sum()) == 0
 
 
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_baseline_width_256_is_torchvisions_standard_and_narrower_widths_run():
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    standard = MaskRCNN(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                          norm_layer=torch.nn.BatchNorm2d), 4)  # trained from scratch: BN trains
+    assert _params(build_mask_rcnn(3, min_size=64, max_size=64, backbone="resnet18")) == _params(standard)
+    narrow = build_mask_rcnn(3, min_size=64, max_size=64, backbone="resnet18", width=32).eval()
+    assert narrow.backbone.out_channels == 32 and _params(narrow) < _params(standard)
+    with torch.no_grad():
+        out = narrow([torch.rand(3, 64, 80)])[0]
+    assert set(out) == {"boxes", "labels", "scores", "masks"}
+
+    deeplab = build_deeplab(5, backbone="resnet18", width=32).eval()
+    assert deeplab.classifier[0].project[0].out_channels == 32
+    with torch.no_grad():
+        assert deeplab(torch.rand(1, 3, 64, 64))["out"].shape == (1, 5, 64, 64)
+    assert _params(build_deeplab(5, backbone="resnet50", width=64)) < _params(build_deeplab(5, backbone="resnet50"))
+
+
 @pytest.mark.slow
 def test_compare_runs_and_reports(tmp_path):
     from mask2former.compare.run import compare
@@ -40,7 +64,9 @@ def test_compare_runs_and_reports(tmp_path):
     report = compare(data, tmp_path / "out", config=config, baseline_backbone="resnet18", progress=False,
                      num_examples=2, command="test")
     text = report.read_text()
-    for name in ("Mask2Former", "Mask R-CNN (resnet18 FPN)", "DeepLabV3 (resnet18)", "heuristic merge"):
+    # baseline width "auto": the tiny preset's pixel-decoder width, 32
+    for name in ("Mask2Former", "Mask R-CNN (resnet18 FPN, width 32)", "DeepLabV3 (resnet18, width 32)",
+                 "heuristic merge"):
         assert name in text
     for heading in ("## Panoptic", "## Instance", "## Semantic", "## Cost"):
         assert heading in text

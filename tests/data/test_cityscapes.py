@@ -9,7 +9,8 @@ from PIL import Image
 from mask2former import presets
 from mask2former.config import CategoryInfo
 from mask2former.data.cityscapes import read_cityscapes
-from mask2former.data.datasets import DatasetError, build_split
+from mask2former.data.data_yaml import build_split
+from mask2former.data.datasets import DatasetError
 
 H, W = 20, 30
 # (labelId, name, hasInstances) of the 19 evaluated classes in trainId order, from

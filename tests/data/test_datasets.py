@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask2former.data.datasets import DatasetError, build_split, data_config_from_dict, load_data_config
+from mask2former.data.data_yaml import build_split, data_config_from_dict, load_data_config
+from mask2former.data.datasets import DatasetError
 
 H, W = 20, 30
 

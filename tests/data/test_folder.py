@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from mask2former.config import CategoryInfo
-from mask2former.data.datasets import DatasetError, build_split
+from mask2former.data.data_yaml import build_split
+from mask2former.data.datasets import DatasetError
 from mask2former.data.folder import read_folder
 
 H, W = 20, 30

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask2former.data.datasets import DatasetError, build_split
+from mask2former.data.data_yaml import build_split
+from mask2former.data.datasets import DatasetError
 from mask2former.data.lvis import read_lvis
 
 H, W = 20, 30

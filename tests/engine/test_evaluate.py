@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     data = write_synthetic(root / "data", num_train=2, num_val=3, seed=2)
     config = get_preset("tiny")
-    from mask2former.data.datasets import build_split, load_data_config
+    from mask2former.data.data_yaml import build_split, load_data_config
 
     split = build_split(load_data_config(data), "val")
     config.categories, config.num_classes = list(split.categories), len(split.categories)
