@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,42 +15,26 @@ class Cost:
     params_m: float  # millions of parameters
     gflops: float  # matmul/conv FLOPs counted by torch's FlopCounterMode, one call
     latency_ms: float  # median wall time of one call
-    peak_memory_mb: float  # peak resident memory above the level before the call
+    peak_memory_mb: float  # peak tensor memory of one call, weights excluded
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-    except OSError:
-        return -1
+def peak_memory(fn: Callable[[], object]) -> float:
+    """Peak of the tensor memory (MB) that ``fn`` holds at once: activations and temporaries,
+    weights excluded, replayed from the allocations and frees PyTorch's profiler records.
 
+    Why not the resident set size: after a warm-up (or a training run in the same process) the
+    allocator reuses memory it already holds, so RSS barely moves and the peak reads as zero."""
+    from torch.profiler import ProfilerActivity, profile
 
-def peak_memory(fn: Callable[[], object], interval: float = 0.002) -> float:
-    """Peak resident set size (MB) above the starting level while ``fn`` runs, sampled by a
-    thread (Linux /proc; NaN elsewhere). Covers every allocator, unlike Python-level tracing."""
-    start = _rss_bytes()
-    if start < 0:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-        return float("nan")
-    peak = start
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _rss_bytes())
-            time.sleep(interval)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    peak = max(peak, _rss_bytes())
-    return (peak - start) / 2**20
+    # allocations are charged to the op that made them, frees outside ops are "[memory]" events
+    changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
+    current = peak = 0
+    for _, delta in changes:
+        current += delta
+        peak = max(peak, current)
+    return peak / 2**20
 
 
 def count_flops(fn: Callable[[], object]) -> float:

@@ -136,13 +136,14 @@ def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryIn
             lines += [f"Validation images, left to right: image, {shown}:", "",
                       f"![{task} examples](examples_{task}.png)", ""]
     lines += ["## Cost (CPU, one image of the validation split, end to end)", ""]
-    lines += [_table(["model", "parameters (M)", "GFLOPs", "latency (ms)", "peak memory (MB)"],
+    lines += [_table(["model", "parameters (M)", "GFLOPs", "latency (ms)", "peak tensor memory (MB)"],
                      [[r.name, r.cost.params_m, r.cost.gflops, r.cost.latency_ms, r.cost.peak_memory_mb]
                       for r in runs if r.cost is not None]), ""]
     lines += ["GFLOPs count matrix multiplications and convolutions (torch's FlopCounterMode); gathers such as "
               "the deformable attention's sampling are not counted. Latency is the median of 5 runs after a "
-              "warm-up, including pre- and post-processing; peak memory is the resident-memory peak above the "
-              "level before the call.", ""]
+              "warm-up, including pre- and post-processing; peak tensor memory is the most PyTorch tensor memory "
+              "held at once during one call (activations and temporaries, weights excluded; from the "
+              "allocations torch's profiler records).", ""]
     _plot_accuracy_latency(runs, tasks, out / "accuracy_vs_latency.png")
     lines += ["![accuracy vs latency](accuracy_vs_latency.png)", ""]
     path = out / "report.md"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -46,7 +47,7 @@ class ModelRun:
     metrics: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     cost: Cost | None = None
-    train_seconds: float = 0.0
+    train_seconds: float = float("nan")  # NaN: loaded, not trained in this run
     predictions: list[ImageResult] = field(default_factory=list)
 
 
@@ -99,7 +100,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
         source = f"trained here: {config.max_iter} iterations x batch {config.batch_size}"
     else:
         source = f"checkpoint {checkpoint}"
-    m2f_seconds = time.perf_counter() - t0 if "trained" in source else 0.0
+    m2f_seconds = time.perf_counter() - t0 if "trained" in source else float("nan")  # n/a: not trained here
     model = load_model(checkpoint, device=device)
     predictor = Predictor(model, device=device)
     m2f = ModelRun("Mask2Former", tasks, source, train_seconds=m2f_seconds)
@@ -174,11 +175,13 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
                       f"({config.input.augmentation}); test short side {inference.min_size}, "
                       f"long side <= {inference.max_size}",
         "iterations": config.max_iter, "batch_size": config.batch_size,
-        "baselines": f"{baseline_backbone}, {baseline_optimizer} lr {baseline_lr:g}, random init",
+        "baselines": f"{baseline_backbone}, width {width}, {rois_per_image} RoIs per image (Mask R-CNN), "
+                     f"{baseline_optimizer} lr {baseline_lr:g}, random init",
         "device": device, "threads": torch.get_num_threads(),
     }
     report = write_report(out, runs, categories, val_split, provenance, tasks)
     (out / "results.json").write_text(json.dumps({"provenance": provenance, "models": [
         {"name": r.name, "source": r.source, "tasks": r.tasks, "metrics": r.metrics, "per_class": r.per_class,
-         "cost": vars(r.cost) if r.cost else None, "train_seconds": r.train_seconds} for r in runs]}, indent=1))
+         "cost": vars(r.cost) if r.cost else None,
+         "train_seconds": None if math.isnan(r.train_seconds) else r.train_seconds} for r in runs]}, indent=1))
     return report
