@@ -4,7 +4,9 @@
 
 Each configuration is a randomly initialised HF ``Mask2FormerForUniversalSegmentation`` (weights
 perturbed so no tensor keeps a trivial init), saved with ``save_pretrained`` and loaded by our HF
-reader. Prints max |HF - ours| of the final and the auxiliary class and mask logits (fp32).
+reader. Prints max |HF - ours| of the final and the auxiliary class and mask logits (fp32). Where
+that exceeds 1e-4 it also prints whether a masked-attention bit fell on the other side of the
+threshold at a logit within rounding of 0, and the errors with HF's attention masks injected.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mask2former import load_model  # noqa: E402
-from tests.hf_reference import make_hf_model, max_errors  # noqa: E402
+from tests.hf_reference import attention_mask_flips, make_hf_model, max_errors  # noqa: E402
 
 CONFIGS = [
     ("Swin w7, 10 queries, 5 classes", dict(), [(1, 3, 96, 128), (2, 3, 75, 101)]),
@@ -44,8 +46,15 @@ def main() -> None:
                 x = torch.randn(*shape)
                 with torch.no_grad():
                     errors = max_errors(hf(pixel_values=x, output_auxiliary_logits=True), ours(x))
-                print(f"{name:70s} input {shape[0]}x{shape[2]}x{shape[3]}: " +
-                      ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
+                line = f"{name:70s} input {shape[0]}x{shape[2]}x{shape[3]}: " + ", ".join(
+                    f"{k} {v:.1e}" for k, v in errors.items())
+                if max(errors.values()) > 1e-4:
+                    # a hard threshold on logits with ~1e-6 rounding: say whether a mask bit flipped
+                    flips = attention_mask_flips(hf, ours, x)
+                    line += (f"\n{'':70s}   {flips['flips']} attention-mask bit(s) flipped at |logit| <= "
+                             f"{flips['max_abs_logit_at_flip']:.1e}; with HF's masks injected: "
+                             + ", ".join(f"{k} {v:.1e}" for k, v in flips["pinned"].items()))
+                print(line)
 
 
 if __name__ == "__main__":

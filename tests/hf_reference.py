@@ -54,3 +54,53 @@ def max_errors(hf_out, ours) -> dict[str, float]:
         "aux_class": aux_cls,
         "aux_mask": aux_mask,
     }
+
+
+def attention_mask_flips(hf, ours, x: torch.Tensor) -> dict[str, float]:
+    """Run both models on ``x`` and compare their masked-attention masks bit by bit.
+
+    The mask is a hard threshold (``sigmoid(logit) < 0.5``) on mask logits that the two
+    implementations compute with ~1e-6 rounding differences, so a logit within that distance of 0
+    can land on opposite sides; the query then attends to one pixel more or less and its outputs
+    differ by far more than rounding. Ours is re-run with HF's masks injected at every layer, so
+    both see the same history; returns the errors of that run (pure numerical error), the number
+    of mask bits where our own threshold would still differ, and the largest |logit| among them."""
+    decoder = hf.model.transformer_module.decoder
+    heads = decoder.mask_predictor.num_heads
+    hf_blocked, hf_logits = [], []
+
+    def capture(module, args, output):
+        hf_blocked.append(output[1][::heads].clone())  # [B*heads, Q, hw] -> one head per image
+        small = torch.nn.functional.interpolate(output[0], size=args[2], mode="bilinear", align_corners=False)
+        hf_logits.append(small.flatten(2))
+
+    handle = decoder.mask_predictor.register_forward_hook(capture)
+    try:
+        with torch.no_grad():
+            hf_out = hf(pixel_values=x, output_auxiliary_logits=True)
+    finally:
+        handle.remove()
+
+    ours_decoder = ours.transformer_decoder
+    original = ours_decoder.predict
+    our_blocked: list[torch.Tensor] = []
+
+    def injected(*args, **kwargs):
+        # every layer attends exactly as HF's did; record where our own threshold would differ
+        class_logits, mask_logits, _ = original(*args, **kwargs)
+        small = torch.nn.functional.interpolate(mask_logits, size=args[2], mode="bilinear", align_corners=False)
+        our_blocked.append(small.flatten(2).sigmoid() < 0.5)
+        blocked = hf_blocked[len(our_blocked) - 1]
+        blocked = blocked & ~blocked.all(-1, keepdim=True)
+        return class_logits, mask_logits, (~blocked).unsqueeze(1)
+
+    ours_decoder.predict = injected
+    try:
+        with torch.no_grad():
+            pinned = max_errors(hf_out, ours(x))
+    finally:
+        del ours_decoder.predict
+    flips = [a != b for a, b in zip(hf_blocked, our_blocked)]
+    n = sum(int(f.sum()) for f in flips)
+    at_flips = max((float(lg[f].abs().max()) for lg, f in zip(hf_logits, flips) if f.any()), default=0.0)
+    return {"flips": n, "max_abs_logit_at_flip": at_flips, "pinned": pinned}
