@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +21,22 @@ class Cost:
     peak_memory_mb: float  # peak tensor memory of one call, weights excluded
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's C++ side logs its start, stop and a failed GPU probe straight to file
+    descriptor 2; point that at /dev/null while it runs (``fn`` has already run cleanly once)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory(fn: Callable[[], object]) -> float:
     """Peak of the tensor memory (MB) that ``fn`` holds at once: activations and temporaries,
     weights excluded, replayed from the allocations and frees PyTorch's profiler records.
@@ -26,7 +45,7 @@ def peak_memory(fn: Callable[[], object]) -> float:
     allocator reuses memory it already holds, so RSS barely moves and the peak reads as zero."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     # allocations are charged to the op that made them, frees outside ops are "[memory]" events
     changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
