@@ -8,12 +8,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	# panopticapi (the PQ reference in tests) pins numpy<2 in its metadata but runs on numpy 2
 	$(PY) -m pip install --quiet --no-deps panopticapi-lite
+	# cityscapesscripts (the Cityscapes AP / mIoU reference in tests) also pulls a downloader's deps and
+	# the old `typing` backport; its evaluators need only numpy, Pillow and pyquaternion
+	$(PY) -m pip install --quiet --no-deps cityscapesscripts pyquaternion
 	touch $(STAMP)
 
 install: $(STAMP)

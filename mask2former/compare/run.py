@@ -29,7 +29,7 @@ from mask2former.compare.baselines import (
 from mask2former.compare.train_baselines import train_baseline
 from mask2former.config import TrainConfig
 from mask2former.data.data_yaml import build_split, load_data_config
-from mask2former.engine.evaluate import TaskEvaluators, tasks_for
+from mask2former.engine.evaluate import TaskEvaluators, metric_rules, tasks_for
 from mask2former.engine.train import adopt_dataset, train
 from mask2former.inference.predictor import Predictor
 from mask2former.structures import ImageResult
@@ -56,7 +56,7 @@ def _predict_split(split: Any, predict: Any, evaluators: TaskEvaluators, keep: i
     for i in range(len(split)):
         image, target = split.load(i)
         result = predict(image)
-        evaluators.update(i, target, result)
+        evaluators.update(i, target, result, split.records[i])
         if i < keep:
             kept.append(result)
     return kept
@@ -104,7 +104,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     model = load_model(checkpoint, device=device)
     predictor = Predictor(model, device=device)
     m2f = ModelRun("Mask2Former", tasks, source, train_seconds=m2f_seconds)
-    evaluators = TaskEvaluators(categories, tasks)
+    evaluators = TaskEvaluators(categories, tasks, data_config.format)
     m2f.predictions = _predict_split(val_split, lambda im: predictor(im, task=tasks), evaluators, num_examples)
     m2f.metrics, m2f.per_class = evaluators.compute_with_per_class()
     sample = val_split.load(0)[0]
@@ -126,7 +126,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
         det.transform.min_size, det.transform.max_size = (inference.min_size,), inference.max_size
         run = ModelRun(f"Mask R-CNN ({baseline_backbone} FPN{suffix})", ("instance",),
                        f"{budget}; {rois_per_image} RoIs per image", train_seconds=seconds)
-        evaluators = TaskEvaluators(categories, ("instance",))
+        evaluators = TaskEvaluators(categories, ("instance",), data_config.format)
         run.predictions = _predict_split(val_split, lambda im: ImageResult(
             im.shape[0], im.shape[1], instance=mask_rcnn.predict(im, inference.topk_per_image)), evaluators,
             num_examples)
@@ -141,7 +141,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
                        progress=progress, name="deeplabv3")
         seconds = time.perf_counter() - t0
         run = ModelRun(f"DeepLabV3 ({baseline_backbone}{suffix})", ("semantic",), budget, train_seconds=seconds)
-        evaluators = TaskEvaluators(categories, ("semantic",))
+        evaluators = TaskEvaluators(categories, ("semantic",), data_config.format)
         run.predictions = _predict_split(val_split, lambda im: ImageResult(
             im.shape[0], im.shape[1], semantic=deeplab.predict(im)), evaluators, num_examples)
         run.metrics, run.per_class = evaluators.compute_with_per_class()
@@ -159,7 +159,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
 
         run = ModelRun("Mask R-CNN + DeepLabV3 (heuristic merge)", ("panoptic",), budget + " (each)",
                        train_seconds=runs[-1].train_seconds + runs[-2].train_seconds)
-        evaluators = TaskEvaluators(categories, ("panoptic",))
+        evaluators = TaskEvaluators(categories, ("panoptic",), data_config.format)
         run.predictions = _predict_split(val_split, combined, evaluators, num_examples)
         run.metrics, run.per_class = evaluators.compute_with_per_class()
         merged_params = torch.nn.ModuleList([mask_rcnn.model, deeplab.model])
@@ -177,7 +177,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
         "iterations": config.max_iter, "batch_size": config.batch_size,
         "baselines": f"{baseline_backbone}, width {width}, {rois_per_image} RoIs per image (Mask R-CNN), "
                      f"{baseline_optimizer} lr {baseline_lr:g}, random init",
-        "device": device, "threads": torch.get_num_threads(),
+        "device": device, "threads": torch.get_num_threads(), "metric_rules": metric_rules(data_config.format),
     }
     report = write_report(out, runs, categories, val_split, provenance, tasks)
     (out / "results.json").write_text(json.dumps({"provenance": provenance, "models": [

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mask2former.config import CategoryInfo
+from mask2former.data.datasets import Record, read_label_map
 from mask2former.inference.predictor import Predictor
 from mask2former.inference.writers import bbox_xywh, encode_rle
 from mask2former.modeling import Mask2Former
@@ -41,19 +42,34 @@ def tasks_for(data_format: str, categories: Sequence[CategoryInfo]) -> tuple[str
     return tasks
 
 
+def metric_rules(data_format: str) -> str:
+    """Which reference's rules the reported numbers follow, for the reports' provenance."""
+    if data_format == "cityscapes":
+        return "PQ: panopticapi; instance AP and mIoU: cityscapesscripts"
+    instance = "LVIS AP: lvis" if data_format == "lvis" else "mask AP: pycocotools COCOeval"
+    return f"PQ: panopticapi; {instance}; mIoU: detectron2 SemSegEvaluator"
+
+
 class TaskEvaluators:
     """Accumulates per-image predictions against targets for the requested tasks."""
 
-    def __init__(self, categories: Sequence[CategoryInfo], tasks: Sequence[str]) -> None:
+    def __init__(self, categories: Sequence[CategoryInfo], tasks: Sequence[str], data_format: str = "") -> None:
+        from mask2former.evaluation.cityscapes_instance import CityscapesInstanceEvaluator
         from mask2former.evaluation.panoptic import PanopticEvaluator
         from mask2former.evaluation.semantic import SemanticEvaluator
 
         self.categories = list(categories)
         self.ids = [c.id for c in self.categories]
         self.tasks = tuple(tasks)
+        cityscapes = data_format == "cityscapes"
         self.semantic = (SemanticEvaluator(len(self.categories), ignore_label=255,
-                                           class_names=[c.name for c in self.categories])
+                                           class_names=[c.name for c in self.categories],
+                                           convention="cityscapes" if cityscapes else "detectron2")
                          if "semantic" in tasks else None)
+        # Cityscapes instance AP is scored by cityscapesscripts' rules (the paper's numbers), from
+        # the raw instanceIds file of each record, not by COCO's.
+        self.cityscapes = (CityscapesInstanceEvaluator([c.id for c in self.categories if c.isthing], self.ids)
+                           if cityscapes and "instance" in tasks else None)
         self.panoptic = PanopticEvaluator([{"id": c.id, "name": c.name, "isthing": c.isthing}
                                            for c in self.categories]) if "panoptic" in tasks else None
         self.gt_images: list[dict] = []
@@ -61,7 +77,8 @@ class TaskEvaluators:
         self.results: list[dict] = []
         self.lvis_annotations: str | None = None  # LVIS: score against the dataset's own file
 
-    def update(self, image_id: int | str, target: Target, result: ImageResult) -> None:
+    def update(self, image_id: int | str, target: Target, result: ImageResult, record: Record | None = None) -> None:
+        """Score one image; ``record`` (the dataset's) is needed for Cityscapes instance AP."""
         h, w = target.ignore.shape
         if self.semantic is not None and result.semantic is not None:
             self.semantic.update(result.semantic.labels.cpu().numpy(), target.semantic_map(255).numpy())
@@ -74,7 +91,13 @@ class TaskEvaluators:
             pred_segments = [{"id": s.id, "category_id": self.ids[s.label]} for s in result.panoptic.segments_info]
             self.panoptic.update(gt_ids, gt_segments, result.panoptic.segments.cpu().numpy().astype(np.int64),
                                  pred_segments)
-        if "instance" in self.tasks and result.instance is not None:
+        if self.cityscapes is not None and result.instance is not None:
+            if record is None or "instance_path" not in record.extra:
+                raise ValueError(f"image {image_id}: Cityscapes instance AP needs the record's *_instanceIds.png")
+            inst = result.instance
+            self.cityscapes.update(read_label_map(record.extra["instance_path"]), inst.masks.cpu().numpy(),
+                                   [self.ids[int(k)] for k in inst.labels], inst.scores.tolist())
+        elif "instance" in self.tasks and result.instance is not None:
             self.gt_images.append({"id": image_id, "height": h, "width": w})
             for mask, label, crowd, thing in zip(target.masks, target.labels, target.iscrowd, target.is_thing):
                 if not thing:
@@ -110,7 +133,11 @@ class TaskEvaluators:
                     metrics[f"panoptic.{name.upper()}{suffix}"] = 100.0 * pq[group][name]
             per_class["panoptic.PQ"] = {names[k]: 100.0 * v["pq"] for k, v in pq["per_class"].items()
                                         if v["tp"] + v["fp"] + v["fn"] > 0}
-        if "instance" in self.tasks and self.lvis_annotations is not None:
+        if self.cityscapes is not None:
+            cs = self.cityscapes.compute()
+            metrics.update({"instance.AP": cs["AP"], "instance.AP50": cs["AP50"]})
+            per_class["instance.AP"] = {names[k]: v for k, v in cs["per_class"].items()}
+        elif "instance" in self.tasks and self.lvis_annotations is not None:
             from mask2former.evaluation.instance import lvis_evaluate
 
             lvis = lvis_evaluate(self.lvis_annotations, self.results)["segm"]
@@ -135,7 +162,7 @@ def evaluate(model: Mask2Former, split, tasks: Sequence[str], *, batch_size: int
              progress: bool = False) -> dict[str, float]:
     """Predict every image of ``split`` and score the requested tasks (percent)."""
     predictor = Predictor(model, batch_size=batch_size, device=next(model.parameters()).device)
-    evaluators = TaskEvaluators(split.categories, tasks)
+    evaluators = TaskEvaluators(split.categories, tasks, split.format)
     targets: dict[int, Target] = {}
 
     def images():
@@ -149,7 +176,7 @@ def evaluate(model: Mask2Former, split, tasks: Sequence[str], *, batch_size: int
 
         results = tqdm(results, total=len(split), desc="eval", unit="img")
     for i, result in enumerate(results):
-        evaluators.update(i, targets.pop(i), result)
+        evaluators.update(i, targets.pop(i), result, split.records[i])
     return evaluators.compute()
 
 
@@ -168,6 +195,8 @@ def _merge(into: TaskEvaluators, other: TaskEvaluators) -> None:
     into.gt_images += other.gt_images
     into.gt_annotations += [{**a, "id": a["id"] + offset} for a in other.gt_annotations]
     into.results += other.results
+    if into.cityscapes is not None and other.cityscapes is not None:
+        into.cityscapes.merge(other.cityscapes)
 
 
 def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, output: str | os.PathLike | None = None,
@@ -200,7 +229,7 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
         raise ValueError(f"{checkpoint} predicts {len(model.config.categories)} classes but {data} has "
                          f"{len(dataset.categories)}")
     predictor = Predictor(model, device=device, batch_size=batch_size)
-    evaluators = TaskEvaluators(dataset.categories, chosen)
+    evaluators = TaskEvaluators(dataset.categories, chosen, data_config.format)
     if data_config.format == "lvis":
         evaluators.lvis_annotations = str(data_config.splits[split]["annotations"])
     writer = None
@@ -229,7 +258,7 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
         if tta and "semantic" in chosen:
             result.semantic = predictor.semantic_tta(image).semantic
         record = dataset.records[i]
-        evaluators.update(record.image_id, target, result)
+        evaluators.update(record.image_id, target, result, record)
         if writer is not None:
             result.file_name = record.image_path.name
             writer.add(result, Path(record.image_path).stem, image_id=record.image_id)
@@ -252,6 +281,7 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
         _write_eval_report(out, metrics, per_class, {
             "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
             "split": split, "images": len(dataset), "tasks": ", ".join(chosen),
+            "metric rules": metric_rules(data_config.format),
             "test size": f"short side {model.config.inference.min_size}, long side <= "
                          f"{model.config.inference.max_size}" + (" (semantic: multi-scale + flip)" if tta else ""),
             "command": command or "mask2former eval", "processes": world,

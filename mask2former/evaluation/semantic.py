@@ -1,4 +1,5 @@
-"""mIoU, fwIoU, mACC and pACC as detectron2's SemSegEvaluator computes them."""
+"""mIoU, fwIoU, mACC and pACC as detectron2's SemSegEvaluator computes them; for Cityscapes, IoU
+as cityscapesscripts' pixel-level evaluation averages it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import numpy as np
 
 class SemanticEvaluator:
     """Accumulates a ``(K+1) x (K+1)`` confusion matrix (rows: prediction, columns: ground truth,
-    the last column collecting ignored pixels) over images."""
+    the last column collecting ignored pixels) over images.
 
-    def __init__(self, num_classes: int, ignore_label: int = 255, class_names: Sequence[str] | None = None) -> None:
+    The two references differ in one case: a class predicted somewhere but absent from every
+    ground truth. detectron2 leaves it out of mIoU; cityscapesscripts scores it IoU 0 and averages
+    it in (``convention="cityscapes"``). On a full benchmark split every class is present and
+    both agree; on a few images they do not."""
+
+    def __init__(self, num_classes: int, ignore_label: int = 255, class_names: Sequence[str] | None = None,
+                 convention: str = "detectron2") -> None:
+        if convention not in ("detectron2", "cityscapes"):
+            raise ValueError(f"unknown mIoU convention {convention!r} (expected 'detectron2' or 'cityscapes')")
+        self.convention = convention
         self.num_classes = num_classes
         self.ignore_label = ignore_label
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -33,8 +43,9 @@ class SemanticEvaluator:
         self.conf += counts.reshape(k + 1, k + 1)
 
     def compute(self) -> dict:
-        """Percent. Classes absent from the ground truth have NaN IoU / accuracy and are left out
-        of the means (as the reference)."""
+        """Percent. Classes absent from the ground truth have NaN accuracy and (detectron2's
+        convention) NaN IoU, left out of the means; classes neither in the ground truth nor predicted
+        are NaN in both conventions."""
         conf = self.conf.astype(np.float64)
         tp = conf.diagonal()[:-1]
         pos_gt = conf[:-1, :-1].sum(0)
@@ -44,7 +55,7 @@ class SemanticEvaluator:
         acc_valid = pos_gt > 0
         acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
         union = pos_gt + pos_pred - tp
-        iou_valid = acc_valid & (union > 0)
+        iou_valid = (union > 0) if self.convention == "cityscapes" else acc_valid & (union > 0)
         iou[iou_valid] = tp[iou_valid] / union[iou_valid]
         total = pos_gt.sum()
         weights = pos_gt / total if total else np.zeros_like(pos_gt)

@@ -1,0 +1,103 @@
+"""Cityscapes data is scored by cityscapesscripts' rules: instance AP from the raw instanceIds
+(caravan instances are not void there, groups and small instances are), mIoU counting classes that
+are predicted but absent; ``mask2former eval`` says which rules it used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mask2former import build_model, get_preset, save_model
+from mask2former.data.data_yaml import build_split
+from mask2former.engine.evaluate import TaskEvaluators, run_evaluation
+from mask2former.structures import ImageResult, InstanceResult, SemanticResult
+
+H, W = 40, 60
+ROAD, SKY, PERSON, CAR, MOTORCYCLE = 0, 10, 11, 13, 17  # trainIds
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    label = np.full((H, W), 7, np.uint8)
+    label[:8] = 23  # sky
+    inst = label.astype(np.uint16)
+    label[10:22, 2:14], inst[10:22, 2:14] = 26, 26000  # a car of 144 px
+    label[10:22, 16:28], inst[10:22, 16:28] = 26, 26001  # another
+    label[24:28, 2:6], inst[24:28, 2:6] = 26, 26002  # a small car (16 px): not scored
+    label[30:38, 2:30], inst[30:38, 2:30] = 26, 26  # a group of cars
+    label[10:30, 40:46], inst[10:30, 40:46] = 24, 24000  # a person of 120 px
+    label[30:40, 40:60], inst[30:40, 40:60] = 29, 29000  # a caravan: void in labelIds, not in instanceIds
+    return label, inst
+
+
+@pytest.fixture
+def data(tmp_path):
+    for split in ("train", "val"):
+        for folder in ("leftImg8bit", "gtFine"):
+            (tmp_path / folder / split / "aachen").mkdir(parents=True)
+        base = "aachen_000000_000019"
+        label, inst = _scene()
+        rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(tmp_path / "leftImg8bit" / split / "aachen" / f"{base}_leftImg8bit.png")
+        Image.fromarray(label).save(tmp_path / "gtFine" / split / "aachen" / f"{base}_gtFine_labelIds.png")
+        Image.fromarray(inst).save(tmp_path / "gtFine" / split / "aachen" / f"{base}_gtFine_instanceIds.png")
+    (tmp_path / "DATA.yaml").write_text("format: cityscapes\n"
+                                        "train: {images: leftImg8bit/train, masks: gtFine/train}\n"
+                                        "val: {images: leftImg8bit/val, masks: gtFine/val}\n")
+    return tmp_path / "DATA.yaml"
+
+
+def _result(masks: list[np.ndarray], labels: list[int], scores: list[float], semantic: np.ndarray) -> ImageResult:
+    m = torch.from_numpy(np.stack(masks))
+    instance = InstanceResult(m, torch.tensor(scores), torch.tensor(labels), torch.zeros(len(masks), 4))
+    return ImageResult(H, W, instance=instance,
+                       semantic=SemanticResult(torch.zeros(19, H, W), torch.from_numpy(semantic).long()))
+
+
+def test_instance_ap_and_miou_follow_cityscapes_rules(data):
+    split = build_split(data, "val")
+    _, target = split.load(0)
+    label, inst = _scene()
+    perfect = [inst == 26000, inst == 26001, inst == 24000]
+    semantic = target.semantic_map(0).numpy()  # void pixels predicted as road
+    evaluators = TaskEvaluators(split.categories, ("instance", "semantic"), "cityscapes")
+    evaluators.update(0, target, _result(perfect, [CAR, CAR, PERSON], [0.9, 0.8, 0.7], semantic), split.records[0])
+    assert evaluators.compute()["instance.AP"] == pytest.approx(100.0)
+
+    # A confident car on the caravan: a false positive under cityscapesscripts' rules, whereas
+    # the labelIds void would have hidden it. A car on the group or the small car: ignored.
+    on_group, on_small = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    on_group[30:38, 2:10] = True
+    on_small[24:28, 2:6] = True
+    semantic[0, 0] = MOTORCYCLE  # predicted, never in the ground truth: IoU 0, averaged in
+    evaluators = TaskEvaluators(split.categories, ("instance", "semantic"), "cityscapes")
+    masks = [*perfect, inst == 29000, on_group, on_small]
+    result = _result(masks, [CAR, CAR, PERSON, CAR, CAR, CAR], [0.9, 0.8, 0.7, 0.95, 0.99, 0.99], semantic)
+    evaluators.update(0, target, result, split.records[0])
+    metrics, per_class = evaluators.compute_with_per_class()
+    assert per_class["instance.AP"]["person"] == pytest.approx(100.0)
+    # scores (FP .95, TP .9, TP .8): precision 0, 1/2, 2/3 at recall 0, 1/2, 1; cityscapesscripts
+    # integrates sum p_i (r_(i-1) - r_(i+1)) / 2 = 2/3 * 1/4 + 1/2 * 1/2 = 5/12
+    assert per_class["instance.AP"]["car"] == pytest.approx(100 * 5 / 12)
+    assert per_class["semantic.IoU"]["motorcycle"] == 0.0
+    present = [v for k, v in per_class["semantic.IoU"].items() if k != "motorcycle"]
+    assert metrics["semantic.mIoU"] == pytest.approx(sum(present) / (len(present) + 1))
+
+    with pytest.raises(ValueError, match="instanceIds"):
+        evaluators.update(0, target, _result(perfect, [CAR, CAR, PERSON], [0.9, 0.8, 0.7], semantic))
+
+
+def test_eval_cli_on_cityscapes_reports_the_rules(data, tmp_path):
+    split = build_split(data, "val")
+    config = get_preset("tiny")
+    config.categories, config.num_classes = list(split.categories), len(split.categories)
+    config.inference.object_mask_threshold = 0.0
+    checkpoint = save_model(build_model(config), tmp_path / "model.pt")
+    metrics = run_evaluation(checkpoint, data, tmp_path / "out")
+    assert {"instance.AP", "instance.AP50", "panoptic.PQ", "semantic.mIoU"} <= set(metrics)
+    assert "instance.APs" not in metrics  # COCO's size breakdown does not exist under Cityscapes' rules
+    assert "instance AP and mIoU: cityscapesscripts" in (tmp_path / "out" / "report.md").read_text()
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
