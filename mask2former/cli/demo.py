@@ -28,9 +28,10 @@ def run(args: argparse.Namespace) -> int:
     print(results_table(summary))
     if "compare_report" in summary:
         report = Path(summary["compare_report"]).read_text()
-        start = report.find("## ")
+        start = report.find("## Summary")
+        end = report.find("\n## ", start + 1)
         print()
-        print(report[start:report.find("## Cost")].strip() if start >= 0 else report)
+        print(report[start:end].strip() if start >= 0 else report)
         print(f"\nfull comparison report: {summary['compare_report']}")
     print(f"all outputs: {args.output} ({summary['total_seconds'] / 60:.1f} min)")
     return 0

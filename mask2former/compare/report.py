@@ -35,24 +35,30 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _plot_accuracy_latency(runs: Sequence[Any], tasks: Sequence[str], path: Path) -> None:
+    """One panel per task: its headline metric (0-100 %) against CPU latency, one colour per model
+    in every panel, named in a shared legend (labels next to the points overlap and get cut)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    colours = {r.name: f"C{i}" for i, r in enumerate(runs)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         key = TASK_COLUMNS[task][0]
         for run in runs:
-            if key in run.metrics and run.cost is not None:
-                ax.scatter(run.cost.latency_ms, run.metrics[key], s=60)
-                ax.annotate(run.name, (run.cost.latency_ms, run.metrics[key]), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points")
+            if key in run.metrics and run.cost is not None and math.isfinite(run.metrics[key]):
+                ax.scatter(run.cost.latency_ms, run.metrics[key], s=60, color=colours[run.name], label=run.name)
+        ax.set_xlim(left=0, right=1.15 * max((r.cost.latency_ms for r in runs if r.cost is not None), default=1.0))
+        ax.set_ylim(0, 100)
         ax.set_xlabel("CPU latency per image (ms)")
-        ax.set_ylabel(key)
+        ax.set_ylabel(f"{key} (%)")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.collections}
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 2), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.1 * math.ceil(len(handles) / 2), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -103,6 +109,18 @@ def _side_by_side(runs: Sequence[Any], task: str, split: Any, categories: Sequen
     return True
 
 
+def summary_table(runs: Sequence[Any], tasks: Sequence[str]) -> str:
+    """One row per model: the headline number of each task it was scored on, and its cost."""
+    headline = [TASK_COLUMNS[t][0] for t in ("panoptic", "instance", "semantic") if t in tasks]
+    header = ["model", *[{"panoptic.PQ": "PQ", "instance.AP": "mask AP", "semantic.mIoU": "mIoU"}[k] for k in headline],
+              "params (M)", "GFLOPs", "latency (ms)", "peak memory (MB)", "training (min)"]
+    rows = []
+    for r in runs:
+        cost = [r.cost.params_m, r.cost.gflops, r.cost.latency_ms, r.cost.peak_memory_mb] if r.cost else [""] * 4
+        rows.append([r.name, *[r.metrics.get(k, "") for k in headline], *cost, r.train_seconds / 60])
+    return _table(header, rows)
+
+
 def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryInfo], split: Any,
                  provenance: dict[str, Any], tasks: Sequence[str]) -> Path:
     """``out/report.md`` plus its figures; returns the markdown path."""
@@ -113,6 +131,9 @@ def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryIn
     lines += ["Models:", ""]
     lines += [_table(["model", "weights", "training time (s)"],
                      [[r.name, r.source, r.train_seconds] for r in runs]), ""]
+    lines += ["## Summary", "", summary_table(runs, tasks), "",
+              "Accuracy in % on the val split; cost on the CPU for one validation image end to end (details "
+              "below); training time n/a for a model loaded from a checkpoint.", ""]
     for task in tasks:
         columns = TASK_COLUMNS[task]
         scored = [r for r in runs if any(c in r.metrics for c in columns)]

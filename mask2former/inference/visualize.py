@@ -52,10 +52,12 @@ def _draw(image: np.ndarray, ids: np.ndarray, colors: dict[int, np.ndarray], lab
     draw = ImageDraw.Draw(pil)
     for seg_id, text in labels.items():
         point = _label_point(ids == seg_id)
-        if point is not None:
-            x, y = point
-            box = draw.textbbox((x, y), text)
-            draw.rectangle(box, fill=(0, 0, 0))
+        if point is not None:  # centred on the point, moved inside the image rather than cut at its edge
+            left, top, right, bottom = draw.textbbox((0, 0), text)
+            tw, th = right - left, bottom - top
+            x = min(max(point[0] - tw // 2, 0), max(pil.width - tw, 0)) - left
+            y = min(max(point[1] - th // 2, 0), max(pil.height - th, 0)) - top
+            draw.rectangle(draw.textbbox((x, y), text), fill=(0, 0, 0))
             draw.text((x, y), text, fill=(255, 255, 255))
     return pil
 

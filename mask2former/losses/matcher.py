@@ -12,11 +12,11 @@ from mask2former.losses.point_sampling import point_sample
 
 
 def pairwise_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean BCE of every prediction ``[Q, P]`` against every target ``[M, P]`` -> ``[Q, M]``,
-    as two matrix products (log-sigmoid terms weighted by target / 1 - target)."""
-    pos = torch.nn.functional.softplus(-logits)  # -log sigmoid(x)
-    neg = torch.nn.functional.softplus(logits)  # -log (1 - sigmoid(x))
-    return (pos @ targets.t() + neg @ (1 - targets).t()) / logits.shape[1]
+    """Mean BCE of every prediction ``[Q, P]`` against every target ``[M, P]`` -> ``[Q, M]``.
+
+    BCE(x, t) = t softplus(-x) + (1 - t) softplus(x) = softplus(x) - t x, so the pairwise sum
+    is one row sum and one matrix product (half the work of weighting both log-sigmoid terms)."""
+    return (torch.nn.functional.softplus(logits).sum(-1, keepdim=True) - logits @ targets.t()) / logits.shape[1]
 
 
 def pairwise_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

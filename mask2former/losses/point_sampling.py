@@ -24,7 +24,7 @@ def uncertain_points(logits: torch.Tensor, num_points: int, oversample_ratio: fl
     uncertainty = -point_sample(logits, coords)[:, 0].abs()  # [N, candidates]
     num_uncertain = int(importance_ratio * num_points)
     num_random = num_points - num_uncertain
-    index = uncertainty.topk(num_uncertain, dim=1).indices  # [N, num_uncertain]
+    index = uncertainty.topk(num_uncertain, dim=1, sorted=False).indices  # [N, num_uncertain]; order is free
     coords = coords.gather(1, index[:, :, None].expand(-1, -1, 2))
     if num_random > 0:
         coords = torch.cat([coords, torch.rand(n, num_random, 2, device=logits.device, generator=generator)], 1)

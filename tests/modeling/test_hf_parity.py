@@ -42,14 +42,19 @@ def test_forward_matches_hf(tmp_path, name):
 def test_paper_width_decoder_matches_hf_up_to_threshold_ties(tmp_path):
     """At the paper's widths (Swin-T, 256 hidden, 100 queries, 133 classes) millions of mask logits
     meet the attention threshold, and a logit within rounding (~1e-6) of 0 can fall on the other
-    side: this input has one such tie. With the same attention masks the outputs agree to 1e-4,
-    and every bit where the thresholds disagree sits at a logit within rounding of 0."""
+    side, depending on the CPU's rounding. So: with the same attention masks the outputs agree to
+    1e-4; where no mask bit flips, the plain outputs agree to 1e-4 too; and every bit where the
+    thresholds disagree sits at a logit within rounding of 0."""
     hf, directory = make_hf_model(tmp_path, embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24),
                                   num_labels=133, num_queries=100, hidden=256, decoder_layers=10,
                                   encoder_layers=6, num_heads=8, seed=4)
     ours = load_model(directory)
     torch.manual_seed(0)
-    result = attention_mask_flips(hf, ours, torch.randn(1, 3, 256, 320))
+    x = torch.randn(1, 3, 256, 320)
+    with torch.no_grad():
+        plain = max_errors(hf(pixel_values=x, output_auxiliary_logits=True), ours(x))
+    result = attention_mask_flips(hf, ours, x)
     assert max(result["pinned"].values()) <= 1e-4, result
-    assert result["flips"] >= 1  # the tie this input was chosen for: the check below is not vacuous
+    if result["flips"] == 0:
+        assert max(plain.values()) <= 1e-4, (plain, result)
     assert result["max_abs_logit_at_flip"] <= 1e-5, result

@@ -9,6 +9,8 @@ from mask2former.modeling.ms_deform_attn import (
     ms_deform_attn,
     ms_deform_attn_reference,
     reference_pixels,
+    sample_grid,
+    sample_padded,
 )
 
 SHAPES = [(9, 13), (5, 7), (3, 4)]
@@ -70,6 +72,9 @@ def test_module_equals_reference_formulation():
     loc = ref[None, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
     expected = attn.output_proj(ms_deform_attn_reference(value, SHAPES, loc, weights))
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+    with torch.no_grad():  # inference samples with embedding_bag, training with grid_sample: the same numbers
+        fast = attn(src, reference_pixels(ref, SHAPES, 4, 2), src, SHAPES)
+    torch.testing.assert_close(fast, out.detach(), rtol=1e-9, atol=1e-9)
 
 
 def test_module_reset():
@@ -78,3 +83,17 @@ def test_module_reset():
     bias = attn.sampling_offsets.bias.view(4, 3, 2, 2)
     assert torch.allclose(bias[:, :, 1], 2 * bias[:, :, 0])
     assert torch.count_nonzero(attn.attention_weights.weight) == 0
+
+
+def test_grid_path_equals_padded_path_in_pixel_units():
+    """The two samplers behind the module take pixel positions of the padded maps, including
+    positions far outside them, and agree."""
+    value, loc, weights = _inputs(q=13)
+    b, q, heads, levels, points, _ = loc.shape
+    widths = torch.tensor([w for _, w in SHAPES], dtype=torch.float64).view(1, 1, 1, -1, 1)
+    heights = torch.tensor([h for h, _ in SHAPES], dtype=torch.float64).view(1, 1, 1, -1, 1)
+    px = (loc[..., 0] * widths + 0.5).reshape(b, q, -1)
+    py = (loc[..., 1] * heights + 0.5).reshape(b, q, -1)
+    w = weights.reshape(b, q, -1)
+    torch.testing.assert_close(sample_grid(value, SHAPES, px, py, w, points),
+                               sample_padded(value, SHAPES, px, py, w, points), rtol=0, atol=1e-12)
