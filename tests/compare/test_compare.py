@@ -68,9 +68,10 @@ def test_compare_runs_and_reports(tmp_path):
     for name in ("Mask2Former", "Mask R-CNN (resnet18 FPN, width 32)", "DeepLabV3 (resnet18, width 32)",
                  "heuristic merge"):
         assert name in text
-    for heading in ("## Panoptic", "## Instance", "## Semantic", "## Cost"):
+    for heading in ("## Summary", "## Panoptic", "## Instance", "## Semantic", "## Cost"):
         assert heading in text
     assert str(data.resolve()) in text and "| iterations | 2 |" in text  # provenance with every number
+    assert "| model | PQ | mask AP | mIoU | params (M) | GFLOPs | latency (ms) | peak memory (MB) |" in text
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     m2f = results["models"][0]
     assert {"panoptic.PQ", "instance.AP", "semantic.mIoU"} <= set(m2f["metrics"])
