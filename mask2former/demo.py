@@ -55,6 +55,8 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
         budget = config if compare_iters is None else apply_overrides(config, {"max_iter": compare_iters})
         report = run_compare(data, out / "compare", config=budget, checkpoint=checkpoint,
                              baseline_backbone=baseline_backbone, rois_per_image=128,
+                             checkpoint_note=f"trained by this demo: {config.max_iter} iterations x batch "
+                                             f"{config.batch_size}", checkpoint_seconds=train_seconds,
                              command=f"mask2former compare --data {data} --preset demo --checkpoint {checkpoint} "
                                      f"--iters {budget.max_iter} --baseline-backbone {baseline_backbone} "
                                      "--baseline-rois 128")

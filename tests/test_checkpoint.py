@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mask2former import build_model, get_preset, load_model, save_model
-from mask2former.checkpoint import CheckpointError, load_state_strict
+from mask2former.checkpoint import CheckpointError, atomic_write, load_state_strict
 from mask2former.convert import config_from_state, convert_official_state_dict
 from tests.hf_reference import make_hf_model
 from tests.official_layout import official_keys, to_official
@@ -126,3 +126,19 @@ def test_bad_files_get_clear_errors(tmp_path, tiny_model):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(CheckpointError, match="neither a HuggingFace model"):
         load_model(tmp_path / "empty_dir")
+
+
+def test_crash_mid_write_keeps_the_last_good_checkpoint(tmp_path, tiny_model):
+    good = save_model(tiny_model, tmp_path / "last.pt")
+    before = good.read_bytes()
+
+    def dies_halfway(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(before[: len(before) // 2])
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(good, dies_halfway)
+    assert good.read_bytes() == before
+    assert not list(tmp_path.glob(".*tmp"))
+    load_model(good)  # still loads

@@ -133,7 +133,7 @@ def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryIn
                      [[r.name, r.source, r.train_seconds] for r in runs]), ""]
     lines += ["## Summary", "", summary_table(runs, tasks), "",
               "Accuracy in % on the val split; cost on the CPU for one validation image end to end (details "
-              "below); training time n/a for a model loaded from a checkpoint.", ""]
+              "below); training time n/a for a model loaded from a checkpoint of unknown training time.", ""]
     for task in tasks:
         columns = TASK_COLUMNS[task]
         scored = [r for r in runs if any(c in r.metrics for c in columns)]

@@ -65,7 +65,7 @@ def _predict_split(split: Any, predict: Any, evaluators: TaskEvaluators, keep: i
 def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: TrainConfig,
             checkpoint: str | os.PathLike | None = None, baseline_backbone: str = "auto",
             baseline_optimizer: str = "adamw", baseline_lr: float = 1e-4, rois_per_image: int = 512,
-            baseline_width: int | str = "auto",
+            baseline_width: int | str = "auto", checkpoint_note: str = "", checkpoint_seconds: float = float("nan"),
             num_examples: int = 4,
             device: str = "cpu", progress: bool = True, command: str | None = None) -> Path:
     """Train (or load, with ``checkpoint``) Mask2Former, train the baselines with the same budget,
@@ -74,7 +74,9 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     ``baseline_backbone="auto"`` gives the baselines Mask2Former's own ResNet depth (ResNet-50 for
     Swin models), and ``baseline_width="auto"`` gives their FPN / ASPP / heads Mask2Former's
     pixel-decoder width (256 for every zoo preset, 64 for ``demo``), so that the comparison is of
-    the heads, not of the backbones or the widths."""
+    the heads, not of the backbones or the widths. ``checkpoint_note`` and ``checkpoint_seconds``
+    say how a given ``checkpoint`` was trained and how long it took, where the caller knows (the
+    demo trains it just before)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     command = command or " ".join(["mask2former", *sys.argv[1:]])
@@ -98,9 +100,10 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     if checkpoint is None:
         checkpoint = train(config, data, out / "mask2former", device=device, progress=progress)
         source = f"trained here: {config.max_iter} iterations x batch {config.batch_size}"
+        m2f_seconds = time.perf_counter() - t0
     else:
-        source = f"checkpoint {checkpoint}"
-    m2f_seconds = time.perf_counter() - t0 if "trained" in source else float("nan")  # n/a: not trained here
+        source = f"checkpoint {checkpoint}" + (f" ({checkpoint_note})" if checkpoint_note else "")
+        m2f_seconds = checkpoint_seconds  # NaN (n/a) unless the caller knows
     model = load_model(checkpoint, device=device)
     predictor = Predictor(model, device=device)
     m2f = ModelRun("Mask2Former", tasks, source, train_seconds=m2f_seconds)
@@ -115,6 +118,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     budget = f"trained here: {config.max_iter} iterations x batch {config.batch_size}"
     mask_rcnn = deeplab = None
     if "instance" in tasks:
+        torch.manual_seed(config.seed)  # the baselines' random init, whatever ran before in this process
         det = build_mask_rcnn(len(thing_classes), min_size=config.input.crop_size[0],
                               max_size=max(config.input.crop_size), backbone=baseline_backbone,
                               rois_per_image=rois_per_image, width=width)
@@ -134,6 +138,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
         run.cost = measure(det, lambda: mask_rcnn.predict(sample))
         runs.append(run)
     if "semantic" in tasks or "panoptic" in tasks:
+        torch.manual_seed(config.seed)
         seg = build_deeplab(len(categories), backbone=baseline_backbone, width=width)
         deeplab = DeepLabAdapter(seg, len(categories), min_size=inference.min_size, max_size=inference.max_size)
         t0 = time.perf_counter()
