@@ -58,11 +58,17 @@ def ms_deform_attn_reference(
     return out.view(b, heads * dim, q).transpose(1, 2).contiguous()
 
 
+def level_sizes(spatial_shapes: list[tuple[int, int]], dtype: torch.dtype | None = None,
+                device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([L], [L])`` widths and heights of the levels, as tensors."""
+    return (torch.tensor([w for _, w in spatial_shapes], dtype=dtype, device=device),
+            torch.tensor([h for h, _ in spatial_shapes], dtype=dtype, device=device))
+
+
 def _column_constants(spatial_shapes: list[tuple[int, int]], heads: int, points: int, device: torch.device,
                       dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Per-column (head, level, point) constants of the padded table, as ``[H*L*P]`` vectors."""
-    widths = torch.tensor([w for _, w in spatial_shapes], device=device)
-    heights = torch.tensor([h for h, _ in spatial_shapes], device=device)
+    widths, heights = level_sizes(spatial_shapes, device=device)
     padded = (heights + 2) * (widths + 2)
     starts = torch.cumsum(padded, 0) - padded
 
@@ -123,8 +129,7 @@ def sample_grid(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], px: 
     backward is the fast one)."""
     b, q, _ = px.shape
     heads, levels = value.shape[2], len(spatial_shapes)
-    widths = torch.tensor([w for _, w in spatial_shapes], dtype=px.dtype, device=px.device).view(1, 1, 1, -1, 1)
-    heights = torch.tensor([h for h, _ in spatial_shapes], dtype=px.dtype, device=px.device).view(1, 1, 1, -1, 1)
+    widths, heights = (t.view(1, 1, 1, -1, 1) for t in level_sizes(spatial_shapes, px.dtype, px.device))
     shape = (b, q, heads, levels, points)
     loc = torch.stack(((px.view(shape) - 0.5) / widths, (py.view(shape) - 0.5) / heights), dim=-1)
     return ms_deform_attn_reference(value, spatial_shapes, loc, attention_weights.view(shape))
@@ -138,8 +143,7 @@ def ms_deform_attn(
 ) -> torch.Tensor:
     """Same contract as :func:`ms_deform_attn_reference`, computed with one embedding_bag."""
     b, q, heads, levels, points, _ = sampling_locations.shape
-    widths = torch.tensor([w for _, w in spatial_shapes], dtype=value.dtype, device=value.device)
-    heights = torch.tensor([h for h, _ in spatial_shapes], dtype=value.dtype, device=value.device)
+    widths, heights = level_sizes(spatial_shapes, value.dtype, value.device)
     px = sampling_locations[..., 0] * widths.view(1, 1, 1, -1, 1) + 0.5
     py = sampling_locations[..., 1] * heights.view(1, 1, 1, -1, 1) + 0.5
     return sample_padded(value, spatial_shapes, px.reshape(b, q, -1), py.reshape(b, q, -1),
@@ -209,10 +213,7 @@ def reference_pixels(reference_points: torch.Tensor, spatial_shapes: list[tuple[
                      points: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised reference points ``[Q, L, 2]`` (x, y) -> padded-pixel positions per column
     ``([Q, H*L*P], [Q, H*L*P])``: ``x * W_l + 0.5``. Shared by all encoder layers."""
-    widths = torch.tensor([w for _, w in spatial_shapes], dtype=reference_points.dtype,
-                          device=reference_points.device)
-    heights = torch.tensor([h for h, _ in spatial_shapes], dtype=reference_points.dtype,
-                           device=reference_points.device)
+    widths, heights = level_sizes(spatial_shapes, reference_points.dtype, reference_points.device)
     q, levels = reference_points.shape[:2]
 
     def per_column(values: torch.Tensor) -> torch.Tensor:  # [Q, L] -> [Q, H*L*P]

@@ -6,6 +6,7 @@ import torch
 
 from mask2former.modeling.ms_deform_attn import (
     MSDeformAttn,
+    level_sizes,
     ms_deform_attn,
     ms_deform_attn_reference,
     reference_pixels,
@@ -90,8 +91,7 @@ def test_grid_path_equals_padded_path_in_pixel_units():
     positions far outside them, and agree."""
     value, loc, weights = _inputs(q=13)
     b, q, heads, levels, points, _ = loc.shape
-    widths = torch.tensor([w for _, w in SHAPES], dtype=torch.float64).view(1, 1, 1, -1, 1)
-    heights = torch.tensor([h for h, _ in SHAPES], dtype=torch.float64).view(1, 1, 1, -1, 1)
+    widths, heights = (t.view(1, 1, 1, -1, 1) for t in level_sizes(SHAPES, torch.float64))
     px = (loc[..., 0] * widths + 0.5).reshape(b, q, -1)
     py = (loc[..., 1] * heights + 0.5).reshape(b, q, -1)
     w = weights.reshape(b, q, -1)
