@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="FPN / ASPP / head channels of both baselines (auto: Mask2Former's pixel-decoder width, "
                         "256 for the zoo presets; 256 is torchvision's standard)")
     p.add_argument("--baseline-optimizer", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--baseline-lr", type=float, default=1e-4)
+    p.add_argument("--baseline-lr", type=float,
+                   help="base learning rate of both baselines (default: Mask2Former's, from the preset)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields, as in train")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)

@@ -131,9 +131,11 @@ def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryIn
     lines += ["Models:", ""]
     lines += [_table(["model", "weights", "training time (s)"],
                      [[r.name, r.source, r.train_seconds] for r in runs]), ""]
+    unknown_time = any(math.isnan(r.train_seconds) for r in runs)
     lines += ["## Summary", "", summary_table(runs, tasks), "",
               "Accuracy in % on the val split; cost on the CPU for one validation image end to end (details "
-              "below); training time n/a for a model loaded from a checkpoint of unknown training time.", ""]
+              "below)" + ("; training time n/a for a model loaded from a checkpoint of unknown training time"
+                          if unknown_time else "") + ".", ""]
     for task in tasks:
         columns = TASK_COLUMNS[task]
         scored = [r for r in runs if any(c in r.metrics for c in columns)]

@@ -64,7 +64,7 @@ def _predict_split(split: Any, predict: Any, evaluators: TaskEvaluators, keep: i
 
 def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: TrainConfig,
             checkpoint: str | os.PathLike | None = None, baseline_backbone: str = "auto",
-            baseline_optimizer: str = "adamw", baseline_lr: float = 1e-4, rois_per_image: int = 512,
+            baseline_optimizer: str = "adamw", baseline_lr: float | None = None, rois_per_image: int = 512,
             baseline_width: int | str = "auto", checkpoint_note: str = "", checkpoint_seconds: float = float("nan"),
             num_examples: int = 4,
             device: str = "cpu", progress: bool = True, command: str | None = None) -> Path:
@@ -74,7 +74,10 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     ``baseline_backbone="auto"`` gives the baselines Mask2Former's own ResNet depth (ResNet-50 for
     Swin models), and ``baseline_width="auto"`` gives their FPN / ASPP / heads Mask2Former's
     pixel-decoder width (256 for every zoo preset, 64 for ``demo``), so that the comparison is of
-    the heads, not of the backbones or the widths. ``checkpoint_note`` and ``checkpoint_seconds``
+    the heads, not of the backbones or the widths. ``baseline_lr=None`` trains the baselines with
+    Mask2Former's own base learning rate (AdamW, poly decay): a lower one handicaps them (on the
+    demo data, 1e-4 instead of the preset's 4e-4 cost Mask R-CNN 15 AP and DeepLabV3 23 mIoU).
+    ``checkpoint_note`` and ``checkpoint_seconds``
     say how a given ``checkpoint`` was trained and how long it took, where the caller knows (the
     demo trains it just before)."""
     out = Path(output)
@@ -92,6 +95,8 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
         b = config.model.backbone
         baseline_backbone = f"resnet{b.depth}" if b.name == "resnet" else "resnet50"
     width = config.model.pixel_decoder.conv_dim if baseline_width == "auto" else int(baseline_width)
+    if baseline_lr is None:
+        baseline_lr = config.solver.base_lr
     suffix = "" if width == 256 else f", width {width}"
     runs: list[ModelRun] = []
 

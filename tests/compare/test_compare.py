@@ -61,6 +61,7 @@ def test_compare_runs_and_reports(tmp_path):
     data = write_synthetic(tmp_path / "data", num_train=6, num_val=2, seed=1)
     config = training_recipe("tiny")
     config.max_iter, config.batch_size = 2, 2
+    config.solver.base_lr = 3e-4
     report = compare(data, tmp_path / "out", config=config, baseline_backbone="resnet18", progress=False,
                      num_examples=2, command="test")
     text = report.read_text()
@@ -73,6 +74,10 @@ def test_compare_runs_and_reports(tmp_path):
     assert str(data.resolve()) in text and "| iterations | 2 |" in text  # provenance with every number
     assert "| model | PQ | mask AP | mIoU | params (M) | GFLOPs | latency (ms) | peak memory (MB) |" in text
     results = json.loads((tmp_path / "out" / "results.json").read_text())
+    # the baselines learn at Mask2Former's own rate unless told otherwise
+    assert "adamw lr 0.0003," in results["provenance"]["baselines"]
+    # Mask2Former was trained here, so no training time is unknown
+    assert "unknown training time" not in text
     m2f = results["models"][0]
     assert {"panoptic.PQ", "instance.AP", "semantic.mIoU"} <= set(m2f["metrics"])
     assert all(np.isfinite(m["cost"]["latency_ms"]) for m in results["models"])
