@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the end-to-end demo on generated data (about 35 minutes on 2 CPU cores)")
+    p = sub.add_parser("demo", help="the end-to-end demo on generated data (20-40 minutes on 2 CPU cores)")
     p.add_argument("--output", default="demo_output")
     p.add_argument("--iters", type=int, help="training iterations (default: the demo preset's)")
     p.add_argument("--no-compare", action="store_true", help="skip the Mask R-CNN / DeepLabV3 comparison")

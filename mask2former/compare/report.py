@@ -20,6 +20,7 @@ TASK_COLUMNS = {
     "semantic": ["semantic.mIoU", "semantic.fwIoU", "semantic.mACC", "semantic.pACC"],
 }
 PER_CLASS = {"panoptic": "panoptic.PQ", "instance": "instance.AP", "semantic": "semantic.IoU"}
+HEADLINE_NAMES = {"panoptic.PQ": "PQ", "instance.AP": "mask AP", "semantic.mIoU": "mIoU"}  # TASK_COLUMNS[t][0]
 
 
 def _fmt(value: Any) -> str:
@@ -112,8 +113,8 @@ def _side_by_side(runs: Sequence[Any], task: str, split: Any, categories: Sequen
 def summary_table(runs: Sequence[Any], tasks: Sequence[str]) -> str:
     """One row per model: the headline number of each task it was scored on, and its cost."""
     headline = [TASK_COLUMNS[t][0] for t in ("panoptic", "instance", "semantic") if t in tasks]
-    header = ["model", *[{"panoptic.PQ": "PQ", "instance.AP": "mask AP", "semantic.mIoU": "mIoU"}[k] for k in headline],
-              "params (M)", "GFLOPs", "latency (ms)", "peak memory (MB)", "training (min)"]
+    header = ["model", *[HEADLINE_NAMES[k] for k in headline], "params (M)", "GFLOPs", "latency (ms)",
+              "peak memory (MB)", "training (min)"]
     rows = []
     for r in runs:
         cost = [r.cost.params_m, r.cost.gflops, r.cost.latency_ms, r.cost.peak_memory_mb] if r.cost else [""] * 4

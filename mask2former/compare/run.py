@@ -77,9 +77,8 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     the heads, not of the backbones or the widths. ``baseline_lr=None`` trains the baselines with
     Mask2Former's own base learning rate (AdamW, poly decay): a lower one handicaps them (on the
     demo data, 1e-4 instead of the preset's 4e-4 cost Mask R-CNN 15 AP and DeepLabV3 23 mIoU).
-    ``checkpoint_note`` and ``checkpoint_seconds``
-    say how a given ``checkpoint`` was trained and how long it took, where the caller knows (the
-    demo trains it just before)."""
+    ``checkpoint_note`` and ``checkpoint_seconds`` say how a given ``checkpoint`` was trained and
+    how long it took, where the caller knows (the demo trains it just before)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     command = command or " ".join(["mask2former", *sys.argv[1:]])
