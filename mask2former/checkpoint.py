@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mask2former.build import build_model
-from mask2former.config import ConfigError, ModelConfig, from_dict, to_dict
+from mask2former.config import ModelConfig, from_dict, to_dict
 from mask2former.convert import (
     ConversionError,
     config_from_hf,
@@ -28,6 +28,7 @@ from mask2former.convert import (
     convert_hf_state_dict,
     convert_official_state_dict,
 )
+from mask2former.errors import CheckpointError, ConfigError
 from mask2former.modeling import Mask2Former
 from mask2former.presets import PRESETS, get_preset
 
@@ -35,10 +36,6 @@ logger = logging.getLogger("mask2former")
 
 FORMAT = "mask2former"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or does not fit the model; the message says why."""
 
 
 # ----------------------------------------------------------------------------- writing

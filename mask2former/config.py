@@ -14,11 +14,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mask2former.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config value or key is invalid; the message names the key and what is expected."""
 
 
 @dataclass

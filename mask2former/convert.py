@@ -22,11 +22,12 @@ from mask2former.config import (
     ModelConfig,
     PixelDecoderConfig,
 )
+from mask2former.errors import Mask2FormerError
 
 Tensor = torch.Tensor
 
 
-class ConversionError(ValueError):
+class ConversionError(Mask2FormerError, ValueError):
     """A checkpoint does not have the layout it claims; the message says which keys."""
 
 

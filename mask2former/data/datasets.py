@@ -23,19 +23,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mask2former.config import CategoryInfo
-from mask2former.data.image import ImageError, read_image
+from mask2former.data.image import read_image
+from mask2former.errors import DatasetError, ImageError
 from mask2former.structures import Target
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, malformed or inconsistent; ``path`` names the file."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path, self.problem = str(path), problem
-        super().__init__(f"{path}: {problem}")
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across DataLoader workers
-        return (type(self), (self.path, self.problem))
 
 
 @dataclass

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mask2former.errors import ImageError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
-
-
-class ImageError(ValueError):
-    """An input image is missing, unreadable or in a format that cannot be used as RGB."""
 
 
 def to_rgb(image: Image.Image, source: str = "image") -> np.ndarray:

@@ -37,14 +37,11 @@ from mask2former.engine.checkpoint import (
 from mask2former.engine.evaluate import evaluate, tasks_for
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from mask2former.engine.run_logger import RunLogger
+from mask2former.errors import TrainingError
 from mask2former.losses import build_criterion
 from mask2former.structures import Target
 
 logger = logging.getLogger("mask2former")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message names the iteration."""
 
 
 def prepare_batch(samples: list[TrainSample], mean: torch.Tensor, std: torch.Tensor, size_divisibility: int,
