@@ -37,8 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - one clear line for the user; --debug shows the rest
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 1
+
+
+def error_line(error: BaseException) -> str:
+    """The one line a user sees: our errors and the operating system's say what and where; any
+    other exception is a bug of ours and is reported as one."""
+    from mask2former.errors import Mask2FormerError, brief
+
+    if isinstance(error, Mask2FormerError):
+        return f"error: {error}"
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename is not None else ""
+        return f"error: {where}{error.strerror[0].lower()}{error.strerror[1:]}"
+    return (f"internal error: {type(error).__name__}: {brief(str(error))} (a bug in mask2former, not in your "
+            "input; --debug shows the traceback)")
 
 
 if __name__ == "__main__":
