@@ -7,14 +7,16 @@ does not fit the model exactly fails with the missing, unexpected and mis-shaped
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
-import pickle
-import tempfile
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -28,51 +30,142 @@ from mask2former.convert import (
     convert_hf_state_dict,
     convert_official_state_dict,
 )
-from mask2former.errors import CheckpointError, ConfigError
+from mask2former.errors import CheckpointError, ConfigError, brief
 from mask2former.modeling import Mask2Former
 from mask2former.presets import PRESETS, get_preset
+from mask2former.safe_unpickle import load_arrays_pickle, refusal
 
 logger = logging.getLogger("mask2former")
 
 FORMAT = "mask2former"
-VERSION = 1
+VERSION = 2  # 2: the weights and config carry a sha256 checksum
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it
-    over ``path``: a crash mid-write leaves the previous file intact."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Run ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
+    over ``path``: a crash or a full disk mid-write leaves the previous file intact.
+
+    The file gets the mode the user's umask gives a new file (not mkstemp's 0600); writers get a
+    Python file object so that a full disk surfaces as ``OSError(ENOSPC)`` naming ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except Exception as e:
+        cause = _os_error_in_chain(e)
+        if cause is not None and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(cause.errno, "No space left on device (the previous file, if any, is unchanged)",
+                          str(path)) from None
+        if isinstance(e, OSError) and e.errno is not None and e.filename is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from None  # name the file the user knows, not the temp
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
+def _os_error_in_chain(error: BaseException) -> OSError | None:
+    """The operating system's error behind ``error``: torch's writer reports a full disk as a
+    RuntimeError raised while cleaning up after the real ``OSError(ENOSPC)``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a power cut after ``os.replace`` could otherwise undo it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-z_]+\.tmp$")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the temporary files a killed ``atomic_write`` left in ``folder``; returns how many.
+    Call only while no other writer uses the folder (training holds its output folder's lock)."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        if _TEMP_NAME.match(tmp.name) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(value, Mapping):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=str):
+            h.update(f"K{key!r}".encode())
+            _feed(h, value[key])
+    elif isinstance(value, list | tuple):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(f"V{value!r}".encode())
+
+
+def digest(value: Any) -> str:
+    """sha256 of a nest of dicts, lists, tensors and plain values, independent of dict order: it
+    catches a flipped byte in the weights or the config that would otherwise load silently."""
+    h = hashlib.sha256()
+    _feed(h, value)
+    return h.hexdigest()
+
+
+def verify_digest(expected: Any, value: Any, source: str, what: str = "weights and config") -> None:
+    if expected != digest(value):
+        raise CheckpointError(f"{source}: the {what} do not match the checksum recorded when the file was written: "
+                              "the file is corrupted (a changed byte, a bad copy or an incomplete download); use "
+                              "another copy or an earlier checkpoint")
+
+
 def save_model(model: Mask2Former, path: str | os.PathLike, config: ModelConfig | None = None) -> Path:
-    """Write weights + config atomically. ``.safetensors`` keeps the config in the file's
-    metadata; anything else is a torch file."""
+    """Write weights + config (+ their checksum) atomically. ``.safetensors`` keeps the config in
+    the file's metadata; anything else is a torch file."""
     config = config or model.config
     if config is None:
         raise CheckpointError("model has no config attached; pass config= to save_model")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    config_dict = to_dict(config)
+    checksum = digest({"config": config_dict, "model": state})
     if Path(path).suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(to_dict(config))}
-        return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
-    payload = {"format": FORMAT, "version": VERSION, "config": to_dict(config), "model": state}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+        metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(config_dict),
+                    "sha256": checksum}
+        return atomic_write(path, lambda f: f.write(save(state, metadata=metadata)))
+    payload = {"format": FORMAT, "version": VERSION, "config": config_dict, "model": state, "sha256": checksum}
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 # ----------------------------------------------------------------------------- strict loading
@@ -110,22 +203,22 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
 
 
 def _read_official_pkl(path: Path) -> dict[str, torch.Tensor]:
+    """Named arrays of a model-zoo ``.pkl``, read without running anything the file names."""
     try:
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")  # noqa: S301 - the documented format of the zoo
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise CheckpointError(f"{path}: cannot read as a pickle checkpoint ({type(e).__name__}: {e})") from None
+        data = load_arrays_pickle(path.read_bytes(), str(path))
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a .pkl file") from None
     weights = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(weights, dict) or not weights:
         raise CheckpointError(f"{path}: expected a dict with a 'model' entry of named arrays")
     out = {}
     for k, v in weights.items():
-        if isinstance(v, np.ndarray):
-            out[k] = torch.from_numpy(np.ascontiguousarray(v))
-        elif isinstance(v, torch.Tensor):
-            out[k] = v
-        else:
-            raise CheckpointError(f"{path}: entry {k!r} is a {type(v).__name__}, not an array")
+        if not isinstance(k, str):
+            raise CheckpointError(f"{path}: weight names must be strings, found {brief(k)}")
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
+            what = f"a {v.dtype} array" if isinstance(v, np.ndarray) else f"a {type(v).__name__}"
+            raise CheckpointError(f"{path}: entry {brief(k)} is {what}, not a numeric array")
+        out[k] = torch.from_numpy(np.ascontiguousarray(v))
     return out
 
 
@@ -183,7 +276,10 @@ def _read_hf_dir(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     weights_file = next((path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).exists()), None)
     if weights_file is None:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
-    state = _read_safetensors(weights_file)[0] if weights_file.suffix == ".safetensors" else _torch_load(weights_file)
+    if weights_file.suffix == ".safetensors":
+        state = _read_safetensors(weights_file)[0]
+    else:
+        state = read_torch_file(weights_file)
     _adopt_known_categories(config)
     return config, convert_hf_state_dict(state)
 
@@ -216,11 +312,20 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise CheckpointError(f"{path}: cannot read as safetensors ({type(e).__name__}: {e})") from None
 
 
-def _torch_load(path: Path) -> Any:
+def read_torch_file(path: Path) -> Any:
+    """``torch.load`` restricted to tensors and plain values (``weights_only``): a file asking
+    for anything else is refused, never run."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file") from None
     except Exception as e:  # noqa: BLE001
+        found = re.search(r"GLOBAL ([\w.]+)", str(e)) if "Weights only load failed" in str(e) else None
+        if found:
+            raise refusal(str(path), found.group(1)) from None
         reason = str(e).split(". ")[0].splitlines()[0][:160] if str(e) else ""
+        if "Weights only load failed" in str(e):  # torch's text would suggest running the file's code
+            reason = "not a torch file, or a damaged one"
         raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({type(e).__name__}: {reason})") from None
 
 
@@ -250,10 +355,14 @@ def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = 
         if metadata.get("format") != FORMAT or "config" not in metadata:
             raise CheckpointError(f"{path}: safetensors file without a mask2former config in its metadata "
                                   "(a HuggingFace model.safetensors must be loaded through its directory)")
-        return _config_from_ours(json.loads(metadata["config"]), path), state
-    data = _torch_load(path)
+        try:
+            config_dict = json.loads(metadata["config"])
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path}: the config in its metadata is not valid JSON ({e.msg})") from None
+        return _ours(path, metadata.get("version"), metadata.get("sha256"), config_dict, state)
+    data = read_torch_file(path)
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        return _config_from_ours(data["config"], path), data["model"]
+        return _ours(path, data.get("version"), data.get("sha256"), data.get("config"), data.get("model"))
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         state = convert_official_state_dict(data["model"])
         return _official_config(state, preset, str(path)), state
@@ -261,9 +370,19 @@ def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = 
                           "HuggingFace directory)")
 
 
-def _config_from_ours(data: dict, path: Path) -> ModelConfig:
+def _ours(path: Path, version: Any, checksum: Any, config: Any, state: Any
+          ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Our own format, checked: the checksum (from version 2 on), then the config and weights."""
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a mask2former checkpoint without its 'config' and 'model' entries")
+    if any(not isinstance(k, str) or not isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: 'model' must map weight names to tensors")
+    if str(version) != "1":  # version 1 files were written before checksums existed
+        if not isinstance(checksum, str):
+            raise CheckpointError(f"{path}: the checksum of the weights is missing (the file is corrupted)")
+        verify_digest(checksum, {"config": config, "model": state}, str(path))
     try:
-        return from_dict(ModelConfig, data).validate()
+        return from_dict(ModelConfig, config).validate(), state
     except ConfigError as e:
         raise CheckpointError(f"{path}: stored config is invalid: {e}") from None
 

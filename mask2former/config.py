@@ -2,21 +2,73 @@
 
 A checkpoint stores ``to_dict(config)`` so that it rebuilds its own model. ``from_dict`` is
 strict: an unknown key is an error with a "did you mean" suggestion, so a typo in a YAML file
-or a ``--set`` override never silently falls back to a default.
+or a ``--set`` override never silently falls back to a default; a NaN or infinite number is
+refused wherever it appears. ``validate()`` range-checks every field (each dataclass's ``check``
+holds the rules for its own fields), so an out-of-range value is an error naming its dotted key
+before anything is built or loaded, never a silent clamp or a crash deep in a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from mask2former.errors import ConfigError
+from mask2former.errors import ConfigError, brief
 
 T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- range checks
+
+
+def _fail(key: str, rule: str, value: Any) -> NoReturn:
+    raise ConfigError(f"{key} must be {rule}, got {brief(value)}")
+
+
+def _bounds(low: float | None, high: float | None, open_low: bool = False, open_high: bool = False) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    if low is not None:
+        return f" {'>' if open_low else '>='} {low}"
+    return f" {'<' if open_high else '<='} {high}" if high is not None else ""
+
+
+def _int(key: str, value: Any, low: int, high: int | None = None) -> None:
+    """An integer (not a bool) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        _fail(key, "an integer" + _bounds(low, high), value)
+
+
+def _real(key: str, value: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False,
+          open_high: bool = False) -> None:
+    """A finite number within the bounds; NaN fails no ``<`` test, so finiteness is checked first."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if not ok:
+        _fail(key, "a finite number" + _bounds(low, high, open_low, open_high), value)
+
+
+def _sequence(key: str, values: Any, count: int | None, what: str) -> None:
+    if not isinstance(values, list | tuple) or (count is not None and len(values) != count):
+        _fail(key, f"a list of {count or 'some'} {what}", values)
+
+
+def _choice(key: str, value: Any, options: Sequence[Any]) -> None:
+    if value not in options:
+        _fail(key, "one of " + ", ".join(map(str, options)), value)
+
+
+# --------------------------------------------------------------------------- model
 
 
 @dataclass
@@ -37,6 +89,29 @@ class BackboneConfig:
     drop_path_rate: float = 0.3
     pretrain_img_size: int = 224  # informational: the ImageNet resolution of the init weights
 
+    def check(self, where: str) -> None:
+        """The unused family's fields are range-checked too: their defaults always pass, and a bad
+        value there is a mistake in the file all the same."""
+        _choice(f"{where}.name", self.name, ("resnet", "swin"))
+        _choice(f"{where}.depth", self.depth, (18, 34, 50, 101, 152))
+        _choice(f"{where}.norm", self.norm, ("FrozenBN", "BN", "SyncBN"))
+        _int(f"{where}.embed_dim", self.embed_dim, 1)
+        stages = 4 if self.name == "swin" else None  # one entry per stage
+        for name in ("depths", "num_heads"):
+            values = getattr(self, name)
+            _sequence(f"{where}.{name}", values, stages, "integers >= 1")
+            for i, v in enumerate(values):
+                _int(f"{where}.{name}[{i}]", v, 1)
+        _int(f"{where}.window_size", self.window_size, 1)
+        _real(f"{where}.mlp_ratio", self.mlp_ratio, 0, open_low=True)
+        _real(f"{where}.drop_path_rate", self.drop_path_rate, 0, 1, open_high=True)
+        _int(f"{where}.pretrain_img_size", self.pretrain_img_size, 1)
+        if self.name == "swin":
+            for i, heads in enumerate(self.num_heads):
+                if (self.embed_dim * 2**i) % heads:
+                    raise ConfigError(f"{where}.num_heads[{i}]: stage {i} width {self.embed_dim * 2**i} is not "
+                                      f"divisible by {heads} heads")
+
 
 @dataclass
 class PixelDecoderConfig:
@@ -50,6 +125,18 @@ class PixelDecoderConfig:
     num_points: int = 4
     dropout: float = 0.0
     common_stride: int = 4
+
+    def check(self, where: str) -> None:
+        for name in ("conv_dim", "mask_dim", "num_encoder_layers", "encoder_ffn_dim", "num_heads", "num_points"):
+            _int(f"{where}.{name}", getattr(self, name), 1)
+        _real(f"{where}.dropout", self.dropout, 0, 1, open_high=True)
+        # the mask features come from res2 (stride 4) or, with no extra FPN level, res3 (stride 8)
+        _choice(f"{where}.common_stride", self.common_stride, (4, 8))
+        if self.conv_dim % 32:
+            raise ConfigError(f"{where}.conv_dim must be a multiple of 32 (GroupNorm), got {self.conv_dim}")
+        if self.conv_dim % self.num_heads:
+            raise ConfigError(f"{where}.conv_dim {self.conv_dim} is not divisible by {where}.num_heads "
+                              f"{self.num_heads}")
 
 
 @dataclass
@@ -65,6 +152,16 @@ class DecoderConfig:
     dropout: float = 0.0
     enforce_input_proj: bool = False
 
+    def check(self, where: str) -> None:
+        for name in ("hidden_dim", "num_queries", "num_heads", "ffn_dim", "num_layers"):
+            _int(f"{where}.{name}", getattr(self, name), 1)
+        _real(f"{where}.dropout", self.dropout, 0, 1, open_high=True)
+        if self.hidden_dim % 4:  # sine position encoding: sin and cos halves of hidden_dim / 2
+            raise ConfigError(f"{where}.hidden_dim must be a multiple of 4, got {self.hidden_dim}")
+        if self.hidden_dim % self.num_heads:
+            raise ConfigError(f"{where}.hidden_dim {self.hidden_dim} is not divisible by {where}.num_heads "
+                              f"{self.num_heads}")
+
 
 @dataclass
 class LossConfig:
@@ -78,6 +175,13 @@ class LossConfig:
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
     deep_supervision: bool = True
+
+    def check(self, where: str) -> None:
+        for name in ("class_weight", "mask_weight", "dice_weight", "no_object_weight"):
+            _real(f"{where}.{name}", getattr(self, name), 0)
+        _int(f"{where}.num_points", self.num_points, 1)
+        _real(f"{where}.oversample_ratio", self.oversample_ratio, 1)
+        _real(f"{where}.importance_sample_ratio", self.importance_sample_ratio, 0, 1)
 
 
 @dataclass
@@ -96,6 +200,20 @@ class InferenceConfig:
     pixel_mean: tuple[float, float, float] = (123.675, 116.280, 103.530)
     pixel_std: tuple[float, float, float] = (58.395, 57.120, 57.375)
 
+    def check(self, where: str) -> None:
+        _int(f"{where}.min_size", self.min_size, 1)
+        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < self.min_size:
+            _fail(f"{where}.max_size", f"an integer >= {where}.min_size ({self.min_size})", self.max_size)
+        _int(f"{where}.size_divisibility", self.size_divisibility, 1)
+        _real(f"{where}.object_mask_threshold", self.object_mask_threshold, 0, 1)
+        _real(f"{where}.overlap_threshold", self.overlap_threshold, 0, 1)
+        _int(f"{where}.topk_per_image", self.topk_per_image, 1)
+        for name, low in (("pixel_mean", None), ("pixel_std", 0)):
+            values = getattr(self, name)
+            _sequence(f"{where}.{name}", values, 3, "numbers (R, G, B)")
+            for i, v in enumerate(values):
+                _real(f"{where}.{name}[{i}]", v, low, open_low=True)
+
 
 @dataclass
 class CategoryInfo:
@@ -106,6 +224,13 @@ class CategoryInfo:
     name: str
     isthing: bool = True
     color: tuple[int, int, int] = (0, 0, 0)
+
+    def check(self, where: str) -> None:
+        if isinstance(self.id, bool) or not isinstance(self.id, int):
+            _fail(f"{where}.id", "an integer", self.id)
+        _sequence(f"{where}.color", self.color, 3, "integers in [0, 255] (R, G, B)")
+        for i, v in enumerate(self.color):
+            _int(f"{where}.color[{i}]", v, 0, 255)
 
 
 @dataclass
@@ -121,39 +246,21 @@ class ModelConfig:
     categories: list[CategoryInfo] = field(default_factory=list)
     dataset: str = ""
 
-    def validate(self) -> ModelConfig:
-        """Raise ConfigError on settings the model cannot be built with."""
-        b = self.backbone
-        if b.name not in ("resnet", "swin"):
-            raise ConfigError(f"backbone.name must be 'resnet' or 'swin', got {b.name!r}")
-        if b.name == "resnet":
-            if b.depth not in (18, 34, 50, 101, 152):
-                raise ConfigError(f"backbone.depth must be one of 18, 34, 50, 101, 152, got {b.depth}")
-            if b.norm not in ("FrozenBN", "BN", "SyncBN"):
-                raise ConfigError(f"backbone.norm must be FrozenBN, BN or SyncBN, got {b.norm!r}")
-        else:
-            if len(b.depths) != 4 or len(b.num_heads) != 4:
-                raise ConfigError("backbone.depths and backbone.num_heads need 4 entries (one per stage)")
-            for i, heads in enumerate(b.num_heads):
-                if (b.embed_dim * 2**i) % heads:
-                    raise ConfigError(
-                        f"backbone stage {i}: width {b.embed_dim * 2**i} is not divisible by {heads} heads"
-                    )
-        if self.num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
-        p, d = self.pixel_decoder, self.decoder
-        if p.conv_dim % 32:
-            raise ConfigError(f"pixel_decoder.conv_dim must be a multiple of 32 (GroupNorm), got {p.conv_dim}")
-        if p.conv_dim % p.num_heads:
-            raise ConfigError("pixel_decoder.conv_dim must be divisible by pixel_decoder.num_heads")
-        if d.hidden_dim % d.num_heads:
-            raise ConfigError("decoder.hidden_dim must be divisible by decoder.num_heads")
-        if d.num_queries < 1 or d.num_layers < 1:
-            raise ConfigError("decoder.num_queries and decoder.num_layers must be >= 1")
+    def validate(self, prefix: str = "") -> ModelConfig:
+        """Raise ConfigError on settings the model cannot be built or run with. ``prefix`` is where
+        this config sits in a bigger one ("model." in a TrainConfig), so messages name the key a
+        ``--set`` must change. Also run on every checkpoint's stored config."""
+        _int(f"{prefix}num_classes", self.num_classes, 1)
+        for name in ("backbone", "pixel_decoder", "decoder", "loss", "inference"):
+            getattr(self, name).check(f"{prefix}{name}")
+        for i, category in enumerate(self.categories):
+            category.check(f"{prefix}categories[{i}]")
+        duplicates = sorted(i for i, n in Counter(c.id for c in self.categories).items() if n > 1)
+        if duplicates:
+            raise ConfigError(f"{prefix}categories: duplicate ids {brief(duplicates)}")
         if self.categories and len(self.categories) != self.num_classes:
-            raise ConfigError(
-                f"categories lists {len(self.categories)} classes but num_classes is {self.num_classes}"
-            )
+            raise ConfigError(f"{prefix}categories lists {len(self.categories)} classes but {prefix}num_classes is "
+                              f"{self.num_classes}")
         return self
 
     @property
@@ -187,7 +294,7 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     args = typing.get_args(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
         return from_dict(annotation, value, _where=where)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
@@ -196,11 +303,11 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         return _convert(value, non_none[0], where)
     if origin is list:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {brief(value)}")
         return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {brief(value)}")
         item_type = args[0] if args else Any
         return tuple(_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
     if annotation is bool:
@@ -208,39 +315,50 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {brief(value)}")
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {brief(value)}")
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+            raise ConfigError(f"{where}: expected an integer, got {brief(value)}") from None
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {brief(value)}")
         try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise ConfigError(f"{where}: expected a number, got {brief(value)}") from None
+        if not math.isfinite(number):  # YAML's .nan / .inf, "nan", 1e999: never a meaningful setting
+            raise ConfigError(f"{where}: expected a finite number, got {brief(value)}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {brief(value)}")
         return value
     return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any], _where: str = "") -> T:
-    """Build dataclass ``cls`` from a plain dict; unknown keys raise with a suggestion."""
+    """Build dataclass ``cls`` from a plain dict; unknown keys raise with a suggestion, and so do
+    missing required ones (a hostile or truncated file must not surface as a TypeError)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_where or cls.__name__}: expected a mapping, got {brief(data)}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields]
+    missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{_where or cls.__name__}: missing key {missing[0]!r}")
     kwargs = {}
     for key, value in data.items():
         where = f"{_where}.{key}" if _where else key
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+            close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
-            raise ConfigError(f"unknown config key {where!r}{hint}")
+            raise ConfigError(f"unknown config key {brief(where)}{hint}")
         kwargs[key] = _convert(value, hints[key], where)
     return cls(**kwargs)
 
@@ -270,7 +388,7 @@ def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
                 options = list(node) if isinstance(node, dict) else []
                 close = difflib.get_close_matches(part, options, n=1)
                 hint = f"; did you mean {'.'.join(parts[:depth] + [close[0]])!r}?" if close else ""
-                raise ConfigError(f"unknown config key {dotted!r}{hint}")
+                raise ConfigError(f"unknown config key {brief(dotted)}{hint}")
             if depth == len(parts) - 1:
                 node[part] = value
             else:
@@ -299,6 +417,24 @@ class SolverConfig:
     warmup_factor: float = 1.0
     amp: str = "auto"  # "auto" (fp16 on CUDA, off on CPU) | "off" | "fp16" | "bf16"
 
+    def check(self, where: str) -> None:
+        """``base_lr`` and ``backbone_multiplier`` may be 0: a frozen model (or backbone) is a
+        deliberate setting, e.g. to check that fine-tuning keeps every weight."""
+        for name in ("base_lr", "weight_decay", "backbone_multiplier", "weight_decay_norm", "weight_decay_embed",
+                     "clip_grad_norm"):
+            _real(f"{where}.{name}", getattr(self, name), 0)
+        _choice(f"{where}.schedule", self.schedule, ("poly", "multistep", "constant"))
+        _real(f"{where}.poly_power", self.poly_power, 0, open_low=True)
+        _sequence(f"{where}.steps", self.steps, None, "numbers > 0")
+        for i, step in enumerate(self.steps):
+            _real(f"{where}.steps[{i}]", step, 0, open_low=True)
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:])):
+            _fail(f"{where}.steps", "increasing", self.steps)
+        _real(f"{where}.gamma", self.gamma, 0, open_low=True)
+        _int(f"{where}.warmup_iters", self.warmup_iters, 0)
+        _real(f"{where}.warmup_factor", self.warmup_factor, 0, 1)
+        _choice(f"{where}.amp", self.amp, ("auto", "off", "fp16", "bf16"))
+
 
 @dataclass
 class InputConfig:
@@ -312,6 +448,18 @@ class InputConfig:
     cat_max_ratio: float = 1.0
     color_jitter: bool = False
     flip: bool = True
+
+    def check(self, where: str) -> None:
+        _choice(f"{where}.augmentation", self.augmentation, ("lsj", "semantic", "none"))
+        _sequence(f"{where}.crop_size", self.crop_size, 2, "integers >= 1 (height, width)")
+        for i, v in enumerate(self.crop_size):
+            _int(f"{where}.crop_size[{i}]", v, 1)
+        _int(f"{where}.base_size", self.base_size, 1)
+        _real(f"{where}.min_scale", self.min_scale, 0, open_low=True)
+        _real(f"{where}.max_scale", self.max_scale)
+        if self.max_scale < self.min_scale:
+            _fail(f"{where}.max_scale", f">= {where}.min_scale ({self.min_scale})", self.max_scale)
+        _real(f"{where}.cat_max_ratio", self.cat_max_ratio, 0, 1, open_low=True)
 
 
 @dataclass
@@ -332,18 +480,15 @@ class TrainConfig:
     keep_checkpoints: int = 3  # periodic checkpoints kept besides last.pt (0 keeps all)
 
     def validate(self) -> TrainConfig:
-        self.model.validate()
-        s, i = self.solver, self.input
-        if s.schedule not in ("poly", "multistep", "constant"):
-            raise ConfigError(f"solver.schedule must be poly, multistep or constant, got {s.schedule!r}")
-        if s.amp not in ("auto", "off", "fp16", "bf16"):
-            raise ConfigError(f"solver.amp must be auto, off, fp16 or bf16, got {s.amp!r}")
-        if i.augmentation not in ("lsj", "semantic", "none"):
-            raise ConfigError(f"input.augmentation must be lsj, semantic or none, got {i.augmentation!r}")
-        if len(i.crop_size) != 2:
-            raise ConfigError("input.crop_size needs two values (height, width)")
-        if self.max_iter < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("max_iter, batch_size and grad_accum must be >= 1")
+        """Raise ConfigError naming the dotted key (as ``--set`` spells it) of the first value out
+        of range; run before any data is read, and again once the dataset has set the classes."""
+        self.model.validate(prefix="model.")
+        self.solver.check("solver")
+        self.input.check("input")
+        for name, low in (("max_iter", 1), ("batch_size", 1), ("grad_accum", 1), ("num_workers", 0),
+                          ("checkpoint_period", 1), ("eval_period", 0), ("log_period", 1), ("keep_checkpoints", 0)):
+            _int(name, getattr(self, name), low)
+        _int("seed", self.seed, 0, 2**64 - 1)  # torch's and numpy's seed range
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
         return self

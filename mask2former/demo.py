@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mask2former.config import apply_overrides, parse_overrides
+from mask2former.errors import ConfigError
 
 logger = logging.getLogger("mask2former")
 
@@ -24,6 +25,7 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
     """Run the demo and return the headline numbers; every step's files land under ``output``."""
     from mask2former.data.synthetic import write_synthetic
     from mask2former.engine.evaluate import run_evaluation
+    from mask2former.engine.resume import ResumeConfigError
     from mask2former.engine.train import train
     from mask2former.inference.predict import predict
     from mask2former.presets import training_recipe
@@ -41,12 +43,16 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
         config = apply_overrides(config, changes)
     command = f"mask2former train --data {data} --preset demo --iters {config.max_iter} --output {out / 'train'}"
     t0 = time.perf_counter()
-    checkpoint = train(config, data, out / "train", resume=True)
+    try:
+        checkpoint = train(config, data, out / "train", resume=True)  # an interrupted demo continues
+    except ResumeConfigError as e:
+        raise ConfigError(f"{out / 'train'} holds a demo run with other settings ({'; '.join(e.changes[:4])}): "
+                          "remove that folder or choose another --output") from None
     train_seconds = time.perf_counter() - t0
     eval_command = f"mask2former eval --checkpoint {checkpoint} --data {data} --output {out / 'eval'}"
     metrics = run_evaluation(checkpoint, data, out / "eval", progress=True, command=eval_command)
     val_images = sorted((data.parent / "images" / "val").iterdir())[:6]
-    predict(checkpoint, val_images, out / "predictions", "all")
+    predict(checkpoint, val_images, out / "predictions", "all", strict=True)  # our own images: none may fail
     summary = {"train_command": command, "train_seconds": round(train_seconds, 1), "iterations": config.max_iter,
                "batch_size": config.batch_size, "metrics": metrics}
     if compare:

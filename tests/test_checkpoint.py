@@ -132,9 +132,8 @@ def test_crash_mid_write_keeps_the_last_good_checkpoint(tmp_path, tiny_model):
     good = save_model(tiny_model, tmp_path / "last.pt")
     before = good.read_bytes()
 
-    def dies_halfway(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(before[: len(before) // 2])
+    def dies_halfway(f) -> None:
+        f.write(before[: len(before) // 2])
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
@@ -142,3 +141,118 @@ def test_crash_mid_write_keeps_the_last_good_checkpoint(tmp_path, tiny_model):
     assert good.read_bytes() == before
     assert not list(tmp_path.glob(".*tmp"))
     load_model(good)  # still loads
+
+
+# ----------------------------------------------------------------------------- integrity of what we write
+
+
+def _tensor_bytes_offset(path, tensor):
+    """Where the bytes of ``tensor`` sit inside the saved file (they are stored uncompressed)."""
+    data = path.read_bytes()
+    offset = data.find(tensor.contiguous().numpy().tobytes())
+    assert offset > 0
+    return data, offset
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_flipped_byte_in_the_weights_is_caught(tmp_path, tiny_model, suffix):
+    path = save_model(tiny_model, tmp_path / f"m{suffix}")
+    weight = tiny_model.state_dict()["transformer_decoder.class_embed.weight"]
+    data, offset = _tensor_bytes_offset(path, weight)
+    corrupted = bytearray(data)
+    corrupted[offset + 5] ^= 0x10
+    path.write_bytes(bytes(corrupted))
+    with pytest.raises(CheckpointError, match="do not match the checksum recorded"):
+        load_model(path)
+
+
+def test_a_changed_config_value_is_caught(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    key = b'\\"object_mask_threshold\\": 0.8'  # the config is JSON inside the header's JSON
+    assert data.count(key) == 1
+    path.write_bytes(data.replace(key, b'\\"object_mask_threshold\\": 0.3'))  # same length: a valid file
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(path)
+
+
+def test_random_byte_mutations_never_load_silently_changed(tmp_path, tiny_resnet_model):
+    """Each single-byte mutation of a checkpoint either fails with our error or loads exactly the
+    weights and config that were saved: never a silently different model."""
+    import random
+
+    path = save_model(tiny_resnet_model, tmp_path / "m.pt")
+    original = path.read_bytes()
+    expected = {k: v.clone() for k, v in tiny_resnet_model.state_dict().items()}
+    rng = random.Random(0)
+    outcomes = {"refused": 0, "identical": 0}
+    for _ in range(60):
+        mutated = bytearray(original)
+        position = rng.randrange(len(mutated))
+        mutated[position] = (mutated[position] + rng.randrange(1, 256)) % 256
+        path.write_bytes(bytes(mutated))
+        try:
+            model = load_model(path)
+        except CheckpointError:
+            outcomes["refused"] += 1
+            continue
+        assert model.config == tiny_resnet_model.config, position
+        for key, value in expected.items():
+            assert torch.equal(model.state_dict()[key], value), (position, key)
+        outcomes["identical"] += 1
+    assert outcomes["refused"] > 30  # most bytes of the file are weights: flipping them is caught
+
+
+def test_files_get_the_users_umask(tmp_path, tiny_model):
+    import os
+
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(umask)
+        try:
+            path = save_model(tiny_model, tmp_path / f"m{umask:o}.pt")
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == mode, (oct(umask), oct(path.stat().st_mode))
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs: a real full disk (needs root, as CI has; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(full_disk):
+    small = build_model(get_preset("tiny_resnet")).eval()
+    path = full_disk / "last.pt"
+    path.write_bytes(b"previous good checkpoint")
+    with pytest.raises(OSError) as e:
+        save_model(small, path)  # megabytes of weights into 256 KiB
+    assert e.value.errno == 28 and e.value.filename == str(path)
+    assert "No space left on device" in str(e.value)
+    assert path.read_bytes() == b"previous good checkpoint"
+    assert [p.name for p in full_disk.iterdir()] == ["last.pt"]  # no temporary file left behind
+    from mask2former.cli import error_line
+
+    assert error_line(e.value).startswith(f"error: {path}: no space left on device")
+
+
+def test_stale_temporary_files_are_removed(tmp_path, tiny_model):
+    from mask2former.checkpoint import remove_stale_temp_files
+
+    (tmp_path / ".last.pt.1a2b3c4d.tmp").write_bytes(b"x" * 100)
+    (tmp_path / ".model_0000010.pt.k2j3h4gx.tmp").write_bytes(b"x")  # mkstemp's names (older versions)
+    (tmp_path / "notes.tmp").write_text("the user's own file")
+    keep = save_model(tiny_model, tmp_path / "last.pt")
+    assert remove_stale_temp_files(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
+    load_model(keep)

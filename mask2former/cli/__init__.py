@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mask2former presets | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except Exception as e:  # noqa: BLE001 - one clear line for the user; --debug shows the rest
         if args.debug:
             raise

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from mask2former.cli.options import preset_name
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an official .pkl or HF directory to our checkpoint format")
     p.add_argument("source", help="official .pkl, HF directory, or our checkpoint")
     p.add_argument("destination", help="output file: .safetensors or .pt")
-    p.add_argument("--preset", default=None, help="zoo setting of an official .pkl (default: matched)")
+    p.add_argument("--preset", default=None, type=preset_name,
+                   help="zoo setting of an official .pkl (default: matched)")
     p.set_defaults(run=run)
 
 

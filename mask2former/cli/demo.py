@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from mask2former.cli.options import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the end-to-end demo on generated data (20-40 minutes on 2 CPU cores)")
-    p.add_argument("--output", default="demo_output")
-    p.add_argument("--iters", type=int, help="training iterations (default: the demo preset's)")
+    p.add_argument("--output", default="demo_output", help="folder for the data, runs, predictions and reports")
+    p.add_argument("--iters", type=positive_int, help="training iterations, >= 1 (default: the demo preset's)")
     p.add_argument("--no-compare", action="store_true", help="skip the Mask R-CNN / DeepLabV3 comparison")
-    p.add_argument("--compare-iters", type=int, help="iteration budget of the comparison (default: --iters)")
+    p.add_argument("--compare-iters", type=positive_int,
+                   help="iteration budget of the comparison, >= 1 (default: --iters)")
     p.add_argument("--baseline-backbone", default="auto", choices=["auto", "resnet18", "resnet34", "resnet50"],
                    help="backbone of the baselines (auto: the same ResNet depth as the demo model, ResNet-18)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override training config fields")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override training config fields (range-checked before the data is written)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mask2former.cli.train import build_config
     from mask2former.demo import results_table, run_demo
 
+    # run_demo writes the data before it trains: check --iters and --set against the demo recipe first
+    build_config(argparse.Namespace(preset="demo", set=args.set, iters=args.iters, batch_size=None))
     summary = run_demo(args.output, iters=args.iters, compare=not args.no_compare, compare_iters=args.compare_iters,
                        baseline_backbone=args.baseline_backbone, overrides=args.set)
     print()

@@ -5,23 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mask2former.cli.options import positive_int, preset_name
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset (PQ, mask AP, mIoU)")
     p.add_argument("--checkpoint", required=True, help="our checkpoint, an official .pkl or a HF directory")
     p.add_argument("--data", required=True, help="DATA.yaml describing the dataset")
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", help="split of DATA.yaml to score")
     p.add_argument("--task", nargs="+", choices=["semantic", "instance", "panoptic"],
                    help="tasks to score (default: every task the model and the annotations allow)")
     p.add_argument("--output", help="folder for predictions, metrics.json and report.md")
     p.add_argument("--tta", action="store_true", help="semantic: multi-scale + flip test-time augmentation")
-    p.add_argument("--preset", help="zoo setting of an official .pkl")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--preset", type=preset_name, help="zoo setting of an official .pkl")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before anything is loaded)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass, >= 1")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mask2former.device import resolve_device
+
+    resolve_device(args.device)  # before the data and the checkpoint are read
     from mask2former.engine.distributed import is_main
     from mask2former.engine.evaluate import run_evaluation
 

@@ -1,28 +1,36 @@
-"""mask2former predict --checkpoint C --input FILES_OR_DIRS --output DIR [--task ...]"""
+"""mask2former predict --checkpoint C --input FILES_OR_DIRS --output DIR [--task ...] [--strict]"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from mask2former.cli.options import positive_int, probability
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a checkpoint and write results")
     p.add_argument("--checkpoint", required=True, help="our .pt/.safetensors, an official .pkl or a HF directory")
     p.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
-    p.add_argument("--output", required=True, help="folder for the results")
+    p.add_argument("--output", required=True, help="folder for the results (a later run merges into its index)")
     p.add_argument("--task", default="panoptic", choices=["semantic", "instance", "panoptic", "all"])
     p.add_argument("--preset", default=None, help="zoo setting of an official .pkl (default: matched)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="instances drawn in overlays")
+    p.add_argument("--score-threshold", type=probability, default=0.5, help="instances drawn in overlays, in [0, 1]")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first bad image (default: skip it, write the others, exit 1 at the end)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mask2former.inference.predict import predict
 
-    predict(args.checkpoint, args.input, args.output, args.task, preset=args.preset, device=args.device,
-            batch_size=args.batch_size, overlays=not args.no_overlays, score_threshold=args.score_threshold,
-            progress=True)
+    report = predict(args.checkpoint, args.input, args.output, args.task, preset=args.preset, device=args.device,
+                     batch_size=args.batch_size, overlays=not args.no_overlays,
+                     score_threshold=args.score_threshold, strict=args.strict, progress=True)
+    if report.failed:
+        print(f"error: {report.summary()}", file=sys.stderr)
+        return 1
     return 0

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from mask2former.cli.options import non_negative_int, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a small synthetic dataset with its DATA.yaml files")
     p.add_argument("output", help="folder to write")
-    p.add_argument("--train", type=int, default=None, help="number of training images")
-    p.add_argument("--val", type=int, default=None, help="number of validation images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=positive_int, default=None, help="number of training images, >= 1 (default 400)")
+    p.add_argument("--val", type=non_negative_int, default=None,
+                   help="number of validation images, >= 0; 0 writes no val split (default 50)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (same seed, same files)")
     p.set_defaults(run=run)
 
 

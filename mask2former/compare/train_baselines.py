@@ -14,6 +14,7 @@ import torch
 from mask2former.config import TrainConfig
 from mask2former.data.loader import IterationBatchSampler, TrainingSet, collate
 from mask2former.data.transforms import build_train_transform
+from mask2former.errors import DatasetError
 
 logger = logging.getLogger("mask2former")
 
@@ -57,7 +58,9 @@ def train_baseline(adapter: Any, split: Any, config: TrainConfig, *, optimizer: 
         from tqdm import tqdm
 
         bar = tqdm(total=config.max_iter, desc=f"train {name}", unit="it", dynamic_ncols=True)
-    for it, samples in enumerate(loader):
+    for it, (samples, failures) in enumerate(loader):
+        if failures:
+            raise DatasetError(failures[0].path, failures[0].problem)
         t0 = time.perf_counter()
         losses = adapter.losses([s.image for s in samples], [s.target for s in samples])
         loss = sum(losses.values())

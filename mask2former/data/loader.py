@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mask2former.errors import DatasetError, Mask2FormerError
 from mask2former.structures import Target
 
 Transform = Callable[[np.ndarray, Target, np.random.Generator], tuple[np.ndarray, Target]]
@@ -73,29 +74,43 @@ class IterationBatchSampler(Sampler[list[tuple[int, int]]]):
         return (self.max_iter - self.start_iter) * self.grad_accum
 
 
+@dataclass
+class LoadFailure:
+    """A sample whose files could not be read: returned by the dataset instead of raised, so the
+    error crosses from a DataLoader worker as data and the main process reports it as one line
+    naming the file (a raised error would arrive wrapped in the worker's traceback)."""
+
+    index: int
+    path: str
+    problem: str
+
+
 class TrainingSet(Dataset):
     """Loads ``split`` records and augments them; crowd regions are dropped (not trained on)
-    and masks emptied by cropping are removed. A record that fails to load returns ``None``
-    when ``skip_bad`` (the batch goes on without it), else raises."""
+    and masks emptied by cropping are removed. A record that fails to load or augment with the
+    project's own error comes back as a ``LoadFailure``; the training loop decides what to do."""
 
-    def __init__(self, split: Any, transform: Transform, *, seed: int = 0, skip_bad: bool = False) -> None:
-        self.split, self.transform, self.seed, self.skip_bad = split, transform, seed, skip_bad
+    def __init__(self, split: Any, transform: Transform, *, seed: int = 0) -> None:
+        self.split, self.transform, self.seed = split, transform, seed
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, key: tuple[int, int]) -> TrainSample | None:
+    def __getitem__(self, key: tuple[int, int]) -> TrainSample | LoadFailure:
         index, position = key
-        loaded = self.split.load_or_none(index) if self.skip_bad else self.split.load(index)
-        if loaded is None:
-            return None
-        image, target = loaded
-        target = target.select(~target.iscrowd)
-        image, target = self.transform(image, target, np.random.default_rng([self.seed, position]))
+        try:
+            image, target = self.split.load(index)
+            target = target.select(~target.iscrowd)
+            image, target = self.transform(image, target, np.random.default_rng([self.seed, position]))
+        except DatasetError as e:
+            return LoadFailure(index, e.path, e.problem)
+        except Mask2FormerError as e:
+            return LoadFailure(index, str(self.split.records[index].image_path), str(e))
         target = target.select(target.masks.flatten(1).any(1)) if len(target) else target
         tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
         return TrainSample(image=tensor, target=target, position=position)
 
 
-def collate(samples: list[TrainSample | None]) -> list[TrainSample]:
-    return [s for s in samples if s is not None]
+def collate(items: list[TrainSample | LoadFailure]) -> tuple[list[TrainSample], list[LoadFailure]]:
+    """A micro-batch: the samples that loaded, and the failures to report or skip."""
+    return ([s for s in items if isinstance(s, TrainSample)], [f for f in items if isinstance(f, LoadFailure)])

@@ -1,7 +1,9 @@
-"""Training checkpoints: written atomically, so a crash mid-write never destroys the last good one.
+"""Training checkpoints: written atomically, read without running code, usable as models.
 
-A training checkpoint is our model checkpoint format (``format``/``config``/``model``, which
-``load_model`` reads) plus the optimiser, scheduler, grad-scaler and RNG states and the iteration.
+A training checkpoint is our model checkpoint format (``format``/``config``/``model``/``sha256``,
+which ``load_model`` reads, so every ``last.pt`` and ``model_XXXXXXX.pt`` is a model you can use)
+plus the optimiser, scheduler, grad-scaler and RNG states and the iteration, with a checksum of
+its own. Everything inside is tensors and plain values, so it loads with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -13,31 +15,44 @@ from typing import Any
 import numpy as np
 import torch
 
-from mask2former.checkpoint import FORMAT, VERSION, CheckpointError, atomic_write
+from mask2former.checkpoint import FORMAT, VERSION, atomic_write, digest, read_torch_file, verify_digest
 from mask2former.config import to_dict
+from mask2former.errors import CheckpointError
+
+TRAINING_KEYS = ("train_config", "optimizer", "scheduler", "scaler", "iteration", "rng", "extra")
 
 
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def rng_state() -> dict[str, Any]:
+    """Every RNG a run draws from, as tensors and numbers (no numpy or Python objects)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_training_state(path: Path, *, model: torch.nn.Module, config: Any, optimizer: torch.optim.Optimizer,
                         scheduler: Any, scaler: Any, iteration: int, extra: dict | None = None) -> None:
-    state = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": to_dict(config.model),
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    model_config = to_dict(config.model)
+    training = {
         "train_config": to_dict(config),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -45,16 +60,20 @@ def save_training_state(path: Path, *, model: torch.nn.Module, config: Any, opti
         "rng": rng_state(),
         "extra": extra or {},
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    state = {"format": FORMAT, "version": VERSION, "config": model_config, "model": weights,
+             "sha256": digest({"config": model_config, "model": weights}),
+             **training, "training_sha256": digest(training)}
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_training_state(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are objects
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot read training checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict) or "optimizer" not in state or "iteration" not in state:
+    """A training checkpoint, read with ``weights_only`` and both checksums verified."""
+    state = read_torch_file(path)
+    if not isinstance(state, dict) or any(key not in state for key in ("model", "config", *TRAINING_KEYS)):
         raise CheckpointError(f"{path}: not a training checkpoint (no optimizer state / iteration)")
+    verify_digest(state.get("sha256"), {"config": state["config"], "model": state["model"]}, str(path))
+    verify_digest(state.get("training_sha256"), {key: state[key] for key in TRAINING_KEYS}, str(path),
+                  "optimizer, schedule and RNG states")
     return state
 
 

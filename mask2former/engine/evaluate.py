@@ -7,7 +7,6 @@ mIoU. So every dataset format is evaluated by the same code, with the reference 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +17,9 @@ import torch
 
 from mask2former.config import CategoryInfo
 from mask2former.data.datasets import Record, read_label_map
+from mask2former.errors import ConfigError, DatasetError, brief
 from mask2former.inference.predictor import Predictor
-from mask2former.inference.writers import bbox_xywh, encode_rle
+from mask2former.inference.writers import bbox_xywh, encode_rle, write_json_atomic
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult, Target
 
@@ -93,7 +93,7 @@ class TaskEvaluators:
                                  pred_segments)
         if self.cityscapes is not None and result.instance is not None:
             if record is None or "instance_path" not in record.extra:
-                raise ValueError(f"image {image_id}: Cityscapes instance AP needs the record's *_instanceIds.png")
+                raise DatasetError(str(image_id), "Cityscapes instance AP needs the record's *_instanceIds.png")
             inst = result.instance
             self.cityscapes.update(read_label_map(record.extra["instance_path"]), inst.masks.cpu().numpy(),
                                    [self.ids[int(k)] for k in inst.labels], inst.scores.tolist())
@@ -214,7 +214,7 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
     multi = dist.init_from_env(device)
     data_config = load_data_config(data)
     if split not in data_config.splits:
-        raise ValueError(f"{data}: no split {split!r} (has {', '.join(data_config.splits)})")
+        raise DatasetError(data, f"no split {brief(split)} (has {', '.join(data_config.splits)})")
     dataset = build_split(data_config, split)
     model = load_model(checkpoint, preset=preset, device=device)
     allowed = tasks_for(data_config.format, dataset.categories)
@@ -223,11 +223,11 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
                                     ("panoptic", model.config.inference.panoptic_on)) if on)
     chosen = tuple(t for t in (tasks or allowed) if t in allowed and t in capable)
     if not chosen:
-        raise ValueError(f"nothing to evaluate: the annotations allow {allowed or 'no task'}, the model predicts "
-                         f"{capable or 'no task'}" + (f", asked for {tuple(tasks)}" if tasks else ""))
+        raise ConfigError(f"nothing to evaluate: the annotations allow {allowed or 'no task'}, the model predicts "
+                          f"{capable or 'no task'}" + (f", asked for {tuple(tasks)}" if tasks else ""))
     if [c.name for c in model.config.categories] and len(model.config.categories) != len(dataset.categories):
-        raise ValueError(f"{checkpoint} predicts {len(model.config.categories)} classes but {data} has "
-                         f"{len(dataset.categories)}")
+        raise DatasetError(data, f"has {len(dataset.categories)} classes but {checkpoint} predicts "
+                                 f"{len(model.config.categories)}")
     predictor = Predictor(model, device=device, batch_size=batch_size)
     evaluators = TaskEvaluators(dataset.categories, chosen, data_config.format)
     if data_config.format == "lvis":
@@ -236,56 +236,60 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
     if output is not None:
         config = model.config
         config.categories = list(dataset.categories)  # write the dataset's own category ids
-        writer = ResultWriter(output, config, chosen, overlays=False)
-    rank, world = dist.rank(), dist.world_size()
-    mine = list(range(rank, len(dataset), world))
-    targets: dict[int, tuple[Target, np.ndarray]] = {}
+        writer = ResultWriter(output, config, chosen, overlays=False, owns_index=dist.is_main())
+    try:
+        rank, world = dist.rank(), dist.world_size()
+        mine = list(range(rank, len(dataset), world))
+        targets: dict[int, tuple[Target, np.ndarray]] = {}
 
-    def images():
-        for i in mine:
-            image, target = dataset.load(i)
-            targets[i] = (target, image)
-            yield image
+        def images():
+            for i in mine:
+                image, target = dataset.load(i)
+                targets[i] = (target, image)
+                yield image
 
-    non_tta = tuple(t for t in chosen if not (tta and t == "semantic"))
-    results = predictor.iter_predict(images(), non_tta or ("semantic",))
-    if progress and dist.is_main():
-        from tqdm import tqdm
+        non_tta = tuple(t for t in chosen if not (tta and t == "semantic"))
+        results = predictor.iter_predict(images(), non_tta or ("semantic",))
+        if progress and dist.is_main():
+            from tqdm import tqdm
 
-        results = tqdm(results, total=len(mine), desc=f"eval {split}", unit="img")
-    for i, result in zip(mine, results):
-        target, image = targets.pop(i)
-        if tta and "semantic" in chosen:
-            result.semantic = predictor.semantic_tta(image).semantic
-        record = dataset.records[i]
-        evaluators.update(record.image_id, target, result, record)
+            results = tqdm(results, total=len(mine), desc=f"eval {split}", unit="img")
+        for i, result in zip(mine, results):
+            target, image = targets.pop(i)
+            if tta and "semantic" in chosen:
+                result.semantic = predictor.semantic_tta(image).semantic
+            record = dataset.records[i]
+            evaluators.update(record.image_id, target, result, record)
+            if writer is not None:
+                result.file_name = record.image_path.name
+                writer.add(result, Path(record.image_path).stem, image_id=record.image_id)
+        if multi:
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, (evaluators, writer))
+            if dist.is_main():
+                for other_eval, other_writer in gathered[1:]:
+                    _merge(evaluators, other_eval)
+                    if writer is not None:
+                        writer.images += other_writer.images
+                        writer.panoptic_annotations += other_writer.panoptic_annotations
+                        writer.instances += other_writer.instances
+        metrics, per_class = evaluators.compute_with_per_class() if dist.is_main() else ({}, {})
+        if dist.is_main() and output is not None:
+            out = Path(output)
+            writer.close()
+            write_json_atomic(out / "metrics.json", metrics)
+            write_json_atomic(out / "per_class.json", per_class)
+            _write_eval_report(out, metrics, per_class, {
+                "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
+                "split": split, "images": len(dataset), "tasks": ", ".join(chosen),
+                "metric rules": metric_rules(data_config.format),
+                "test size": f"short side {model.config.inference.min_size}, long side <= "
+                             f"{model.config.inference.max_size}" + (" (semantic: multi-scale + flip)" if tta else ""),
+                "command": command or "mask2former eval", "processes": world,
+            })
+    finally:
         if writer is not None:
-            result.file_name = record.image_path.name
-            writer.add(result, Path(record.image_path).stem, image_id=record.image_id)
-    if multi:
-        gathered: list[Any] = [None] * world
-        torch.distributed.all_gather_object(gathered, (evaluators, writer))
-        if dist.is_main():
-            for other_eval, other_writer in gathered[1:]:
-                _merge(evaluators, other_eval)
-                if writer is not None:
-                    writer.images += other_writer.images
-                    writer.panoptic_annotations += other_writer.panoptic_annotations
-                    writer.instances += other_writer.instances
-    metrics, per_class = evaluators.compute_with_per_class() if dist.is_main() else ({}, {})
-    if dist.is_main() and output is not None:
-        out = Path(output)
-        writer.close()
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (out / "per_class.json").write_text(json.dumps(per_class, indent=1))
-        _write_eval_report(out, metrics, per_class, {
-            "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
-            "split": split, "images": len(dataset), "tasks": ", ".join(chosen),
-            "metric rules": metric_rules(data_config.format),
-            "test size": f"short side {model.config.inference.min_size}, long side <= "
-                         f"{model.config.inference.max_size}" + (" (semantic: multi-scale + flip)" if tta else ""),
-            "command": command or "mask2former eval", "processes": world,
-        })
+            writer.close()  # an index of what was written, also when a run stops early
     dist.cleanup()
     return metrics
 

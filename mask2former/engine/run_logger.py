@@ -33,22 +33,26 @@ class RunLogger:
             self.bar = tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
         self.window: list[float] = []
 
-    def step(self, iteration: int, total: float, losses: dict[str, float], lr: float, grad_norm: float,
+    def step(self, iteration: int, total: float | None, losses: dict[str, float], lr: float, grad_norm: float,
              seconds: float, period: int) -> None:
+        """Record one iteration; ``total`` is None when every sample of it was skipped."""
         if not self.enabled:
             return
-        self.window = (self.window + [total])[-20:]
+        if total is not None:
+            self.window = (self.window + [total])[-20:]
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{sum(self.window) / len(self.window):.3f}", lr=f"{lr:.2e}")
+            if self.window:
+                self.bar.set_postfix(loss=f"{sum(self.window) / len(self.window):.3f}", lr=f"{lr:.2e}")
         if iteration % period == 0 or iteration == 1:
-            record = {"iteration": iteration, "loss": total, "lr": lr, "grad_norm": grad_norm, "time": seconds,
+            record = {"iteration": iteration, "loss": total, "lr": lr,
+                      "grad_norm": grad_norm if math.isfinite(grad_norm) else None, "time": seconds,
                       **{k: v for k, v in losses.items() if "_" not in k.removeprefix("loss_")}}
             self.jsonl.write(json.dumps(record) + "\n")
             self.jsonl.flush()
             if self.tb is not None:
                 for k, v in record.items():
-                    if k != "iteration":
+                    if k != "iteration" and v is not None:
                         self.tb.add_scalar(f"train/{k}", v, iteration)
 
     def metrics(self, iteration: int, metrics: dict[str, float]) -> None:
@@ -70,3 +74,4 @@ class RunLogger:
             self.tb.close()
         if self.jsonl is not None:
             self.jsonl.close()
+        self.bar = self.tb = self.jsonl = None

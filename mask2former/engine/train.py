@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,13 @@ import torch
 import yaml
 
 from mask2former.build import build_model
-from mask2former.checkpoint import read_checkpoint, save_model
+from mask2former.checkpoint import load_state_strict, read_checkpoint, remove_stale_temp_files, save_model
 from mask2former.config import TrainConfig, to_dict
 from mask2former.data.data_yaml import build_split, load_data_config
 from mask2former.data.datasets import DatasetSplit
-from mask2former.data.loader import IterationBatchSampler, TrainingSet, TrainSample, collate
+from mask2former.data.loader import IterationBatchSampler, LoadFailure, TrainingSet, TrainSample, collate
 from mask2former.data.transforms import build_train_transform
+from mask2former.device import resolve_device
 from mask2former.engine import distributed as dist
 from mask2former.engine.checkpoint import (
     load_training_state,
@@ -36,8 +38,11 @@ from mask2former.engine.checkpoint import (
 )
 from mask2former.engine.evaluate import evaluate, tasks_for
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
+from mask2former.engine.resume import architecture_error, check_resume
 from mask2former.engine.run_logger import RunLogger
-from mask2former.errors import TrainingError
+from mask2former.engine.skip_guard import SkipGuard
+from mask2former.errors import CheckpointError, ConfigError, TrainingError, brief
+from mask2former.folder_lock import folder_lock
 from mask2former.losses import build_criterion
 from mask2former.structures import Target
 
@@ -114,14 +119,38 @@ def initialise_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str
 
 
 def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.PathLike, *, resume: bool = False,
-          init: str | os.PathLike | None = None, device: str = "cpu", skip_bad: bool = False,
-          progress: bool = True) -> Path:
-    """Train and return the path of ``model_final.pt`` (which ``load_model`` reads)."""
+          allow_config_change: bool = False, init: str | os.PathLike | None = None, device: str = "cpu",
+          skip_bad: bool = False, max_skipped: float = 0.1, progress: bool = True) -> Path:
+    """Train and return the path of ``model_final.pt`` (which ``load_model`` reads).
+
+    The output folder is locked for the run's duration (one writer per folder). ``resume``
+    continues from ``checkpoints/last.pt`` with the settings the run started with, unless
+    ``allow_config_change``; ``skip_bad`` drops unreadable samples up to ``max_skipped`` of them.
+    """
+    config.validate()  # a bad setting fails now, not after the data is read or the model trained
+    if not 0 <= max_skipped <= 1:
+        raise ConfigError(f"max_skipped must be a fraction in [0, 1], got {brief(max_skipped)}")
+    resolve_device(device)
     multi = dist.init_from_env(device)
     dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device.startswith("cuda") and multi
                        else device)
     out = Path(output_dir)
+    try:
+        with folder_lock(out, "training run") if dist.is_main() else contextlib.nullcontext(out):
+            return _train_locked(config, data, out, dev, multi, resume=resume, allow_config_change=allow_config_change,
+                                 init=init, skip_bad=skip_bad, max_skipped=max_skipped, progress=progress)
+    finally:
+        dist.cleanup()
+
+
+def _train_locked(config: TrainConfig, data: str | os.PathLike, out: Path, dev: torch.device, multi: bool, *,
+                  resume: bool, allow_config_change: bool, init: str | os.PathLike | None, skip_bad: bool,
+                  max_skipped: float, progress: bool) -> Path:
     ckpt_dir = out / "checkpoints"
+    if dist.is_main():
+        removed = remove_stale_temp_files(ckpt_dir) + remove_stale_temp_files(out)
+        if removed:
+            logger.info("removed %d temporary files an interrupted write left in %s", removed, out)
     data_config = load_data_config(data)
     train_split = build_split(data_config, "train", skip_bad=skip_bad)
     val_split = build_split(data_config, "val", skip_bad=skip_bad) if "val" in data_config.splits else None
@@ -130,31 +159,33 @@ def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.Pat
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)
-    resuming = resume and (ckpt_dir / "last.pt").exists()
-    if init is not None and not resuming:
+    last = ckpt_dir / "last.pt"
+    state = load_training_state(last) if resume and last.exists() else None
+    changes = check_resume(state["train_config"], to_dict(config), last, allow_change=allow_config_change) \
+        if state is not None else []
+    if init is not None and state is None:
         _initialise_and_report(model, init)
     trainer = _Trainer(config, model, dev, multi)
-    start_iter = trainer.restore(ckpt_dir / "last.pt") if resuming else 0
-    if resume and not resuming:
+    start_iter = trainer.restore(state, last, changes) if state is not None else 0
+    if resume and state is None:
         logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+    guard = SkipGuard(enabled=skip_bad, limit=max_skipped, first_iteration=start_iter)
+    guard.check_split(train_split)
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
-    sampler, loader = _data_loader(config, train_split, start_iter, skip_bad)
+    sampler, loader = _data_loader(config, train_split, start_iter)
     run_logger = RunLogger(out, start_iter, config.max_iter, enabled=dist.is_main(), progress=progress)
     batches = iter(loader)
     model.train()
-    skipped = 0
     try:
         for it in range(start_iter, config.max_iter):
             t0 = time.perf_counter()
-            totals, grad_norm, dropped = trainer.step(batches, sampler.micro, it, ckpt_dir)
-            skipped += dropped
+            totals, grad_norm = trainer.step(batches, it, ckpt_dir, guard)
             done = it + 1
             base_lr = max(g["lr"] for g in trainer.optimizer.param_groups)  # the non-backbone learning rate
-            run_logger.step(done, sum(totals.values()), totals, base_lr, grad_norm, time.perf_counter() - t0,
-                            config.log_period)
+            run_logger.step(done, sum(totals.values()) if totals else None, totals, base_lr, grad_norm,
+                            time.perf_counter() - t0, config.log_period)
             if done % config.checkpoint_period == 0 or done == config.max_iter:
                 trainer.save(ckpt_dir, done)
             if val_split is not None and config.eval_period and done % config.eval_period == 0 \
@@ -166,13 +197,13 @@ def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.Pat
             if val_split is not None:
                 metrics = _evaluate_and_log(model, val_split, data_config.format, run_logger, config.max_iter)
                 (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        if skipped:
-            logger.warning("skipped %d samples that failed to load (--skip-bad)", skipped)
         dist.barrier()
-        return final
     finally:
         run_logger.close()
-        dist.cleanup()
+    summary = guard.summary()
+    if summary and dist.is_main():
+        print(summary, file=sys.stderr)  # on its own line, after the progress bar is gone
+    return final
 
 
 class _Trainer:
@@ -196,16 +227,39 @@ class _Trainer:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def restore(self, path: Path) -> int:
-        state = load_training_state(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def restore(self, state: dict, path: Path, changes: list[str]) -> int:
+        """Continue from a training checkpoint. With the same config every state is restored bit
+        for bit; with an allowed change, the optimiser's and schedule's settings are the new ones."""
+        try:
+            load_state_strict(self.model, state["model"], str(path))
+        except CheckpointError as e:
+            raise architecture_error(path, changes, str(e)) from None
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: its optimizer state does not fit the new solver settings ({e}); "
+                                  "train into a new --output folder, or start from its weights with --init") from None
+        if changes:
+            self._apply_new_solver()
+            logger.warning("resuming %s with changed settings: %s", path, "; ".join(changes))
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         logger.info("resumed from %s at iteration %d", path, int(state["iteration"]))
         return int(state["iteration"])
+
+    def _apply_new_solver(self) -> None:
+        """After loading an old optimiser/schedule state: the new config's learning rates, weight
+        decays and schedule, at the restored iteration."""
+        fresh = build_optimizer(self.model, self.config.solver)
+        schedule = build_scheduler(fresh, self.config.solver, self.config.max_iter)
+        step = self.scheduler.last_epoch
+        self.scheduler.lr_lambdas = schedule.lr_lambdas
+        self.scheduler.base_lrs = [g["initial_lr"] for g in fresh.param_groups]
+        for group, new in zip(self.optimizer.param_groups, fresh.param_groups):
+            group["initial_lr"], group["weight_decay"] = new["initial_lr"], new["weight_decay"]
+            group["lr"] = new["initial_lr"] * schedule.lr_lambdas[0](step)
 
     def save(self, ckpt_dir: Path, done: int) -> None:
         """``last.pt`` always, a numbered copy on the period; atomic writes, so a crash mid-write
@@ -219,23 +273,26 @@ class _Trainer:
                 prune_checkpoints(ckpt_dir, self.config.keep_checkpoints)
         dist.barrier()
 
-    def step(self, batches: Iterator[list[TrainSample]], micro_size: int, it: int, ckpt_dir: Path
-             ) -> tuple[dict[str, float], float, int]:
-        """One update; returns the loss terms, the gradient norm before clipping and the number of
-        samples dropped by ``--skip-bad``."""
+    def step(self, batches: Iterator[tuple[list[TrainSample], list[LoadFailure]]], it: int, ckpt_dir: Path,
+             guard: SkipGuard) -> tuple[dict[str, float], float]:
+        """One update; returns the loss terms (empty when no sample loaded) and the gradient
+        norm before clipping. Unreadable samples go to ``guard``, which stops the run past its bound."""
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
-        dropped = 0
+        drawn, failures = 0, []
         for micro in range(cfg.grad_accum):
-            samples = next(batches)
-            dropped += micro_size - len(samples)
-            if not samples:
-                continue
-            pixels, targets = prepare_batch(samples, self.mean, self.std, cfg.model.inference.size_divisibility,
-                                            self.device)
+            samples, failed = next(batches)
+            drawn += len(samples) + len(failed)
+            failures += failed
             sync = micro == cfg.grad_accum - 1 or not self.multi
             with (contextlib.nullcontext() if sync else self.forward.no_sync()):
+                if not samples:
+                    if self.multi:
+                        self._idle_backward()  # the other processes wait for this one's gradients
+                    continue
+                pixels, targets = prepare_batch(samples, self.mean, self.std,
+                                                cfg.model.inference.size_divisibility, self.device)
                 with self.autocast:
                     output = self.forward(pixels)
                 losses = self.criterion(output, targets, generators=loss_generators(samples, cfg.seed, self.device))
@@ -243,6 +300,7 @@ class _Trainer:
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+        guard.update(it + 1, drawn, failures)
         total = sum(totals.values())
         finite = torch.tensor([1.0 if math.isfinite(total) else 0.0])
         if float(dist.all_reduce_sum(finite)) < dist.world_size():
@@ -259,7 +317,14 @@ class _Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
-        return totals, grad_norm, dropped
+        return totals, grad_norm
+
+    def _idle_backward(self) -> None:
+        """A zero-valued backward through the model for a process whose micro-batch is empty
+        (every sample skipped), so that the gradient all-reduce of the others does not hang."""
+        d = self.config.model.inference.size_divisibility
+        output = self.forward(torch.zeros((1, 3, 2 * d, 2 * d), device=self.device))
+        (output.class_logits.sum() * 0.0 + output.mask_logits.sum() * 0.0).backward()
 
 
 def _initialise_and_report(model: torch.nn.Module, init: str | os.PathLike) -> None:
@@ -270,7 +335,7 @@ def _initialise_and_report(model: torch.nn.Module, init: str | os.PathLike) -> N
                 len(report["unused"]))
 
 
-def _data_loader(config: TrainConfig, split: DatasetSplit, start_iter: int, skip_bad: bool
+def _data_loader(config: TrainConfig, split: DatasetSplit, start_iter: int
                  ) -> tuple[IterationBatchSampler, torch.utils.data.DataLoader]:
     """Batches indexed by iteration, sharded per rank, so a resumed run sees the same samples."""
     inp = config.input
@@ -281,7 +346,7 @@ def _data_loader(config: TrainConfig, split: DatasetSplit, start_iter: int, skip
                                     rank=dist.rank(), world=dist.world_size(), seed=config.seed,
                                     start_iter=start_iter, max_iter=config.max_iter)
     loader = torch.utils.data.DataLoader(
-        TrainingSet(split, transform, seed=config.seed, skip_bad=skip_bad), batch_sampler=sampler,
+        TrainingSet(split, transform, seed=config.seed), batch_sampler=sampler,
         collate_fn=collate, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
         generator=torch.Generator().manual_seed(config.seed),  # never draws from the global RNG
     )

@@ -1,20 +1,55 @@
-"""``predict``: checkpoint + image files or folders -> result files (what the CLI runs)."""
+"""``predict``: checkpoint + image files or folders -> result files (what the CLI runs).
+
+One bad image never costs the good ones and never passes silently: an image that cannot be read
+or prepared (one of the project's input errors) is reported as it happens, skipped, and listed in
+the returned ``PredictionReport``; the index files list exactly the images written. Anything else
+(a bug, out of memory, Ctrl-C) stops the run, and the index still lists what was written.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mask2former.checkpoint import load_model
 from mask2former.data.image import list_images, read_image
-from mask2former.inference.predictor import Predictor, parse_tasks
-from mask2former.inference.writers import ResultWriter
+from mask2former.device import resolve_device
+from mask2former.errors import Mask2FormerError
+from mask2former.inference.predictor import Predictor, check_batch_size, parse_tasks
+from mask2former.inference.writers import ResultWriter, check_score_threshold
 
 logger = logging.getLogger("mask2former")
+
+SUMMARY_FILES = 10  # failed files named in the one-line summary (each was named as it happened)
+
+
+@dataclass
+class PredictionReport:
+    """What a ``predict`` run wrote and what it could not: ``failed`` holds ``(file, reason)``."""
+
+    output: Path
+    total: int = 0
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line: ``N of M images failed: <file>: <reason> | ...``, or what was written."""
+        if not self.failed:
+            return f"wrote results for {len(self.written)} of {self.total} images to {self.output}"
+        named = " | ".join(f"{path}: {reason}" for path, reason in self.failed[:SUMMARY_FILES])
+        more = len(self.failed) - SUMMARY_FILES
+        tail = f" | and {more} more (named above)" if more > 0 else ""
+        return (f"{len(self.failed)} of {self.total} images failed: {named}{tail} (results for the other "
+                f"{len(self.written)} are in {self.output})")
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -26,33 +61,88 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}_{p.stem}" if seen[p.stem] > 1 else p.stem for p in paths]
 
 
+def _reason(error: Mask2FormerError, path: Path) -> str:
+    """The error's message without the leading ``<path>: `` the report already names."""
+    message = str(error)
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
 def predict(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
             task: str | Sequence[str] = "panoptic", *, preset: str | None = None, device: str = "cpu",
-            batch_size: int = 1, overlays: bool = True, score_threshold: float = 0.5,
-            progress: bool = False) -> Path:
-    """Run a checkpoint over images and write results under ``output`` (see ``writers``)."""
+            batch_size: int = 1, overlays: bool = True, score_threshold: float = 0.5, strict: bool = False,
+            progress: bool = False) -> PredictionReport:
+    """Run a checkpoint over images and write results under ``output`` (see ``writers``).
+
+    A bad image is logged, skipped and listed in the report's ``failed``; with ``strict`` the first
+    one stops the run by raising its error. Options, the device and the inputs are checked before
+    the model loads; the output folder is locked for the run and its index merged (``ResultWriter``).
+    """
     tasks = parse_tasks(task)
+    batch_size = check_batch_size(batch_size)
+    score_threshold = check_score_threshold(score_threshold)
+    resolve_device(device)
     paths = list_images(list(inputs))
     model = load_model(checkpoint, preset=preset, device=device)
     predictor = Predictor(model, device=device, batch_size=batch_size)
-    writer = ResultWriter(output, predictor.config, tasks, overlays=overlays, score_threshold=score_threshold)
+    report = PredictionReport(Path(output), total=len(paths))
+    with ResultWriter(output, predictor.config, tasks, overlays=overlays, score_threshold=score_threshold) as writer:
+        try:
+            if progress:
+                from tqdm import tqdm
+                from tqdm.contrib.logging import logging_redirect_tqdm
+
+                with logging_redirect_tqdm(), tqdm(total=len(paths), desc="predict", unit="img") as bar:
+                    _run(predictor, writer, paths, tasks, report, strict=strict, overlays=overlays, step=bar.update)
+            else:
+                _run(predictor, writer, paths, tasks, report, strict=strict, overlays=overlays, step=None)
+        except Mask2FormerError:
+            if not strict:
+                raise
+            logger.warning("stopped at the first bad image (strict): results for %d of %d images are in %s",
+                           len(report.written), len(paths), output)
+            raise
+    logger.info("wrote results for %d of %d images to %s", len(report.written), len(paths), output)
+    return report
+
+
+def _run(predictor: Predictor, writer: ResultWriter, paths: list[Path], tasks: tuple[str, ...],
+         report: PredictionReport, *, strict: bool, overlays: bool, step: Callable[[int], object] | None) -> None:
+    """Read, predict and write every image in order, reporting bad ones into ``report``."""
     stems = _unique_stems(paths)
-    images: dict[int, np.ndarray] = {}
+    fed: list[int] = []  # fed[j]: the path index of the j-th image handed to the predictor
+    images: dict[int, np.ndarray] = {}  # by feed position, until written
+
+    def fail(i: int, error: Mask2FormerError) -> None:
+        reason = _reason(error, paths[i])
+        report.failed.append((paths[i], reason))
+        logger.warning("skipped %s: %s", paths[i], reason)
+        if step is not None:
+            step(1)
 
     def feed() -> Iterator[np.ndarray]:
         for i, path in enumerate(paths):
-            images[i] = read_image(path)
-            yield images[i]
+            try:
+                image = read_image(path)
+                predictor.test_size(*image.shape[:2], name=str(path))
+            except Mask2FormerError as error:
+                if strict:
+                    raise
+                fail(i, error)
+                continue
+            images[len(fed)] = image
+            fed.append(i)
+            yield image
 
-    results = predictor.iter_predict(feed(), tasks)
-    if progress:
-        from tqdm import tqdm
+    def prepare_failed(j: int, error: Mask2FormerError) -> None:
+        images.pop(j, None)
+        fail(fed[j], error)
 
-        results = tqdm(results, total=len(paths), desc="predict", unit="img")
-    for i, result in enumerate(results):
+    results = predictor.iter_predict_indexed(feed(), tasks, on_error=None if strict else prepare_failed)
+    for j, result in results:
+        i, image = fed[j], images.pop(j)
         result.file_name = paths[i].name
-        writer.add(result, stems[i], images.pop(i) if overlays else None)
-        images.pop(i, None)
-    writer.close()
-    logger.info("wrote results for %d images to %s", len(paths), output)
-    return Path(output)
+        writer.add(result, stems[i], image if overlays else None)
+        report.written.append(paths[i])
+        if step is not None:
+            step(1)

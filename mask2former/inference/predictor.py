@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,12 +15,15 @@ from PIL import Image
 from mask2former.config import InferenceConfig, ModelConfig
 from mask2former.data.image import ImageError, read_image, to_rgb
 from mask2former.data.transforms import resize_image, shortest_edge_size
+from mask2former.device import resolve_device
+from mask2former.errors import ConfigError, Mask2FormerError, brief
 from mask2former.inference import postprocess as pp
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult
 
 TASKS = ("semantic", "instance", "panoptic")
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
+OnError = Callable[[int, Mask2FormerError], None]
 
 
 @dataclass
@@ -39,6 +43,17 @@ def parse_tasks(task: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def check_batch_size(batch_size: int) -> int:
+    """A batch size of at least 1; anything else is a mistake to report, not to round up."""
+    try:
+        value = operator.index(batch_size)
+    except TypeError:
+        raise ConfigError(f"batch size: expected a whole number >= 1, got {brief(batch_size)}") from None
+    if value < 1:
+        raise ConfigError(f"batch size: expected a whole number >= 1, got {value}")
+    return value
+
+
 class Predictor:
     """Runs a Mask2Former the way the reference evaluates it.
 
@@ -53,9 +68,9 @@ class Predictor:
         num_classes = model.transformer_decoder.class_embed.out_features - 1
         self.config = config or model.config or ModelConfig(num_classes=num_classes)
         self.inference = inference or self.config.inference
-        self.device = torch.device(device)
+        self.batch_size = check_batch_size(batch_size)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.batch_size = max(1, int(batch_size))
         self.mean = torch.tensor(self.inference.pixel_mean, device=self.device).view(3, 1, 1)
         self.std = torch.tensor(self.inference.pixel_std, device=self.device).view(3, 1, 1)
         self.thing_flags = self.config.thing_flags
@@ -75,12 +90,23 @@ class Predictor:
             return image, ""
         raise ImageError(f"image {index}: expected a path, PIL image or numpy array, got {type(image).__name__}")
 
+    def test_size(self, height: int, width: int, name: str = "image") -> tuple[int, int]:
+        """The size an image of ``height x width`` is resized to; an ``ImageError`` naming ``name``
+        when a side would vanish (a 1 x 3000 strip), which Pillow and torch report obscurely."""
+        if height < 1 or width < 1:
+            raise ImageError(f"{name}: empty image ({height}x{width})")
+        cfg = self.inference
+        size = shortest_edge_size(height, width, cfg.min_size, cfg.max_size)
+        if min(size) < 1:
+            raise ImageError(f"{name}: a {height}x{width} image (height x width) is too thin to segment: at the "
+                             f"test size (short side {cfg.min_size}, long side at most {cfg.max_size}) it would be "
+                             f"{size[0]}x{size[1]} px")
+        return size
+
     def prepare(self, image: ImageInput, index: int = 0) -> _Prepared:
         rgb, name = self._load(image, index)
         h, w = rgb.shape[:2]
-        if h < 1 or w < 1:
-            raise ImageError(f"{name or f'image {index}'}: empty image ({h}x{w})")
-        size = shortest_edge_size(h, w, self.inference.min_size, self.inference.max_size)
+        size = self.test_size(h, w, name or f"image {index}")
         resized = resize_image(rgb, size)
         tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float()
         return _Prepared(index, (tensor - self.mean) / self.std, (h, w), name)
@@ -150,6 +176,7 @@ class Predictor:
         flips, each at the original size, as the reference's multi-scale + flip evaluation."""
         rgb, name = self._load(image, 0)
         h, w = rgb.shape[:2]
+        self.test_size(h, w, name or "image")
         total: torch.Tensor | None = None
         count = 0
         for factor in factors:
@@ -169,7 +196,9 @@ class Predictor:
                 scores = scores.flip(-1) if flipped else scores
                 total = scores if total is None else total + scores
                 count += 1
-        assert total is not None
+        if total is None:
+            raise ImageError(f"{name or 'image'}: a {h}x{w} image is too small for every test-time scale "
+                             f"{tuple(factors)} (the short side must reach {2 * self.inference.size_divisibility} px)")
         return ImageResult(height=h, width=w, semantic=pp.semantic_result(total / count), file_name=name)
 
     def __call__(self, images: ImageInput | Sequence[ImageInput], task: str | Sequence[str] = "panoptic"
@@ -183,30 +212,67 @@ class Predictor:
         return list(self.iter_predict(images, task))
 
     def iter_predict(self, images: Iterable[ImageInput], task: str | Sequence[str] = "panoptic"
-                     ) -> Iterable[ImageResult]:
-        """Yields results in input order. At most ``batch_size + 1`` prepared images wait at any
-        time, so memory stays bounded over a long list of files of mixed sizes."""
+                     ) -> Iterator[ImageResult]:
+        """Yields results in input order; the first image that cannot be read or prepared raises.
+        At most ``batch_size + 1`` prepared images wait at any time, so memory stays bounded over a
+        long list of files of mixed sizes."""
+        for _, result in self.iter_predict_indexed(images, task):
+            yield result
+
+    def iter_predict_indexed(self, images: Iterable[ImageInput], task: str | Sequence[str] = "panoptic", *,
+                             on_error: OnError | None = None) -> Iterator[tuple[int, ImageResult]]:
+        """``(input index, result)`` in input order. With ``on_error``, an image whose reading or
+        preparation raises one of the project's input errors is handed to ``on_error(index, error)``
+        and skipped, so one bad file does not cost the others; any other exception (a bug, out of
+        memory) propagates. Without it, the error propagates as in ``iter_predict``."""
         tasks = parse_tasks(task)
         pending: dict[tuple[int, int], list[_Prepared]] = {}
-        done: dict[int, ImageResult] = {}
+        done: dict[int, ImageResult | None] = {}  # None: the image failed and was reported
         next_out = 0
         for i, image in enumerate(images):
-            item = self.prepare(image, i)
-            key = self._padded_size(tuple(item.tensor.shape[-2:]))
-            pending.setdefault(key, []).append(item)
-            full = len(pending[key]) >= self.batch_size
-            if full or sum(map(len, pending.values())) > self.batch_size:
-                if not full:  # sizes are mixed: run the group holding the oldest image
-                    key = min(pending, key=lambda k: pending[k][0].index)
-                group = pending.pop(key)
-                for item_, res in zip(group, self.predict_batch(group, tasks)):
-                    done[item_.index] = res
-            while next_out in done:
-                yield done.pop(next_out)
-                next_out += 1
+            item = self._prepare_or_report(image, i, on_error)
+            if item is None:
+                done[i] = None
+            else:
+                self._enqueue(pending, item, done, tasks)
+            next_out = yield from self._drain(done, next_out)
         for key in list(pending):
-            for item_, res in zip(pending[key], self.predict_batch(pending.pop(key), tasks)):
-                done[item_.index] = res
+            self._run_group(pending.pop(key), done, tasks)
+        yield from self._drain(done, next_out)
+
+    def _prepare_or_report(self, image: ImageInput, index: int, on_error: OnError | None) -> _Prepared | None:
+        if on_error is None:
+            return self.prepare(image, index)
+        try:
+            return self.prepare(image, index)
+        except Mask2FormerError as error:
+            on_error(index, error)
+            return None
+
+    def _enqueue(self, pending: dict[tuple[int, int], list[_Prepared]], item: _Prepared,
+                 done: dict[int, ImageResult | None], tasks: tuple[str, ...]) -> None:
+        """Queue an item with images of its padded size; run a group once it is full, or the group
+        of the oldest waiting image once more than ``batch_size`` images wait."""
+        key = self._padded_size(tuple(item.tensor.shape[-2:]))
+        pending.setdefault(key, []).append(item)
+        full = len(pending[key]) >= self.batch_size
+        if full or sum(map(len, pending.values())) > self.batch_size:
+            if not full:  # sizes are mixed: run the group holding the oldest image
+                key = min(pending, key=lambda k: pending[k][0].index)
+            self._run_group(pending.pop(key), done, tasks)
+
+    def _run_group(self, group: list[_Prepared], done: dict[int, ImageResult | None], tasks: tuple[str, ...]
+                   ) -> None:
+        for item, result in zip(group, self.predict_batch(group, tasks)):
+            done[item.index] = result
+
+    @staticmethod
+    def _drain(done: dict[int, ImageResult | None], next_out: int
+               ) -> Generator[tuple[int, ImageResult], None, int]:
+        """Yield the finished results that are next in input order; returns the new next index."""
         while next_out in done:
-            yield done.pop(next_out)
+            result = done.pop(next_out)
+            if result is not None:
+                yield next_out, result
             next_out += 1
+        return next_out

@@ -4,18 +4,30 @@ masks, semantic label PNGs (contiguous train ids), and overlay PNGs for people.
 Layout under the output folder::
 
     panoptic/<stem>.png  panoptic.json   instances.json   semantic/<stem>.png   overlays/<stem>_<task>.png
+
+The index files (``panoptic.json``, ``instances.json``) always list exactly the images whose files
+exist: an image is listed only once all its files are written, the index is replaced atomically,
+one run at a time writes into a folder (a lock file inside it), and a later run merges its images
+into the index it finds there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from mask2former.config import ModelConfig
+from mask2former.errors import ConfigError, brief
+from mask2former.folder_lock import FolderLock
 from mask2former.inference.visualize import overlay, palette
 from mask2former.structures import ImageResult
 
@@ -47,6 +59,33 @@ def image_id_for(stem: str) -> int | str:
     return int(stem) if stem.isdigit() else stem
 
 
+def check_score_threshold(value: float) -> float:
+    """A score threshold in [0, 1]; NaN or a value outside would silently draw all or nothing."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"score threshold: expected a number in [0, 1], got {brief(value)}") from None
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ConfigError(f"score threshold: expected a number in [0, 1], got {brief(value)}")
+    return number
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path``: a reader (or a
+    run that dies half-way) sees the old file or the new one, never a truncated one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def save_semantic_png(labels: np.ndarray, path: str | os.PathLike) -> None:
     """uint8 PNG of contiguous class ids (16-bit when there are more than 255 classes)."""
     if labels.max(initial=0) > 255:
@@ -55,17 +94,45 @@ def save_semantic_png(labels: np.ndarray, path: str | os.PathLike) -> None:
         Image.fromarray(labels.astype(np.uint8)).save(path)
 
 
+def _read_index(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: hostile nesting
+        raise ConfigError(f"{path}: the existing index is not valid JSON ({brief(str(e))}); it was left as it "
+                          "is: move it away or choose another --output folder") from None
+
+
+def _records(path: Path, value: Any, *keys: str) -> list[dict]:
+    """``value`` as a list of dicts whose ``keys`` hold ids (int or str), else an error naming the file."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, dict) and all(isinstance(v.get(k), int | str) for k in keys) for v in value):
+        raise ConfigError(f"{path}: the existing index is not one this program writes (expected a list of "
+                          f"entries with {', '.join(map(repr, keys))}); it was left as it is: move it away or choose "
+                          "another --output folder")
+    return value
+
+
+def _category_key(categories: Iterable[dict]) -> list[tuple[Any, Any, bool]]:
+    return [(c.get("id"), c.get("name"), bool(c.get("isthing"))) for c in categories]
+
+
 class ResultWriter:
-    """Accumulates per-image results and writes files as they come; JSON files on ``close``."""
+    """Writes per-image files as results come and the index files on ``close``.
+
+    The writer that owns the index (the default) locks the output folder for its lifetime and
+    merges with the index it finds there: entries for images written again are replaced, the
+    others kept. Call ``close`` in a ``finally`` (or use ``with``), so a run that stops early still
+    leaves an index listing exactly the images whose files exist. ``owns_index=False`` is for
+    helper processes whose entries another writer gathers and writes (multi-process ``eval``).
+    """
 
     def __init__(self, output_dir: str | os.PathLike, config: ModelConfig, tasks: tuple[str, ...],
-                 *, overlays: bool = True, score_threshold: float = 0.5) -> None:
+                 *, overlays: bool = True, score_threshold: float = 0.5, owns_index: bool = True) -> None:
         self.out = Path(output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.tasks = tasks
         self.overlays = overlays
-        self.score_threshold = score_threshold
+        self.score_threshold = check_score_threshold(score_threshold)
         self.names = config.class_names
         cats = config.categories
         self.dataset_ids = [c.id for c in cats] if cats else list(range(config.num_classes))
@@ -73,62 +140,163 @@ class ResultWriter:
         self.panoptic_annotations: list[dict] = []
         self.instances: list[dict] = []
         self.images: list[dict] = []
-        for task, folder in (("panoptic", "panoptic"), ("semantic", "semantic")):
-            if task in tasks:
-                (self.out / folder).mkdir(exist_ok=True)
-        if overlays:
-            (self.out / "overlays").mkdir(exist_ok=True)
+        self.owns_index = owns_index
+        self._existing: dict[str, Any] = {}
+        self._discarded: set[int | str] = set()  # earlier entries whose files a failed add removed
+        self._closed = False
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = FolderLock(self.out, "prediction run") if owns_index else None
+        try:
+            if owns_index:
+                self._read_existing()
+            for task in ("panoptic", "semantic"):
+                if task in tasks:
+                    (self.out / task).mkdir(exist_ok=True)
+            if overlays:
+                (self.out / "overlays").mkdir(exist_ok=True)
+        except BaseException:
+            self._release()
+            raise
 
+    # ------------------------------------------------------------------ the folder's earlier index
+    def _read_existing(self) -> None:
+        """Load the index an earlier run left, refusing one that is corrupt or from a model with
+        other categories: merging either would leave an index that describes nothing."""
+        pan_path, inst_path = self.out / "panoptic.json", self.out / "instances.json"
+        if "panoptic" in self.tasks and pan_path.exists():
+            data = _read_index(pan_path)
+            if not isinstance(data, dict):
+                data = {}
+            images = _records(pan_path, data.get("images"), "id")
+            annotations = _records(pan_path, data.get("annotations"), "image_id")
+            theirs = _category_key(_records(pan_path, data.get("categories"), "id"))
+            if theirs != _category_key(self.categories()):
+                raise ConfigError(
+                    f"{pan_path}: written by a model with other categories ({brief([c[1] for c in theirs])}) "
+                    f"than this one ({brief(list(self.names))}); choose another --output folder")
+            self._existing["images"], self._existing["annotations"] = images, annotations
+        if "instance" in self.tasks and inst_path.exists():
+            instances = _records(inst_path, _read_index(inst_path), "image_id", "category_id")
+            unknown = {r.get("category_id") for r in instances} - set(self.dataset_ids)
+            if unknown:
+                raise ConfigError(f"{inst_path}: holds category ids {brief(sorted(map(str, unknown)))} this model "
+                                  "does not predict (written by a model with other categories); choose another "
+                                  "--output folder")
+            self._existing["instances"] = instances
+
+    def _kept(self, key: str, id_key: str) -> list[dict]:
+        """Earlier entries of images this run did not write again."""
+        replaced = {image["id"] for image in self.images} | self._discarded
+        return [e for e in self._existing.get(key, []) if e[id_key] not in replaced]
+
+    # ------------------------------------------------------------------ per image
     def add(self, result: ImageResult, stem: str, image: np.ndarray | None = None, image_id: int | str | None = None
             ) -> None:
+        """Write one image's files, then list it: an interrupted add removes what it wrote, so the
+        index never names a missing or partial file."""
         image_id = image_id if image_id is not None else image_id_for(stem)
+        written: list[Path] = []
+        try:
+            annotation = self._write_files(result, stem, image, image_id, written)
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            self._discarded.add(image_id)
+            raise
         self.images.append({"id": image_id, "file_name": result.file_name or stem,
                             "height": result.height, "width": result.width})
-        if result.panoptic is not None:
-            self._add_panoptic(result, stem, image_id)
+        if annotation is not None:
+            self.panoptic_annotations.append(annotation)
         if result.instance is not None:
-            self._add_instances(result, image_id)
+            self.instances.extend(self._instance_entries(result, image_id))
+
+    def _write_files(self, result: ImageResult, stem: str, image: np.ndarray | None, image_id: int | str,
+                     written: list[Path]) -> dict | None:
+        """Every file of one image (each path noted in ``written`` before it is opened); returns
+        its panoptic annotation."""
+        annotation = None
+        if result.panoptic is not None:
+            ids = result.panoptic.segments.cpu().numpy()
+            written.append(self.out / "panoptic" / f"{stem}.png")
+            Image.fromarray(id_to_rgb(ids)).save(written[-1])
+            annotation = self._panoptic_entry(result, ids, stem, image_id)
         if result.semantic is not None:
-            save_semantic_png(result.semantic.labels.cpu().numpy(), self.out / "semantic" / f"{stem}.png")
+            written.append(self.out / "semantic" / f"{stem}.png")
+            save_semantic_png(result.semantic.labels.cpu().numpy(), written[-1])
         if self.overlays and image is not None:
             for task in self.tasks:
-                overlay(image, result, task, self.names, self.colors,
-                        score_threshold=self.score_threshold).save(self.out / "overlays" / f"{stem}_{task}.png")
+                drawn = overlay(image, result, task, self.names, self.colors, score_threshold=self.score_threshold)
+                written.append(self.out / "overlays" / f"{stem}_{task}.png")
+                drawn.save(written[-1])
+        return annotation
 
-    def _add_panoptic(self, result: ImageResult, stem: str, image_id: int | str) -> None:
+    def _panoptic_entry(self, result: ImageResult, ids: np.ndarray, stem: str, image_id: int | str) -> dict:
         assert result.panoptic is not None
-        ids = result.panoptic.segments.cpu().numpy()
-        Image.fromarray(id_to_rgb(ids)).save(self.out / "panoptic" / f"{stem}.png")
         segments = []
         for s in result.panoptic.segments_info:
             segments.append({"id": s.id, "category_id": self.dataset_ids[s.label], "iscrowd": 0,
                              "area": s.area, "bbox": bbox_xywh(ids == s.id), "isthing": s.isthing,
                              "score": round(s.score, 6)})
-        self.panoptic_annotations.append({"image_id": image_id, "file_name": f"{stem}.png",
-                                          "segments_info": segments})
+        return {"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments}
 
-    def _add_instances(self, result: ImageResult, image_id: int | str) -> None:
+    def _instance_entries(self, result: ImageResult, image_id: int | str) -> list[dict]:
         inst = result.instance
         assert inst is not None
         masks = inst.masks.cpu().numpy()
+        entries = []
         for i in range(masks.shape[0]):
             x0, y0, x1, y1 = inst.boxes[i].tolist()
-            self.instances.append({
+            entries.append({
                 "image_id": image_id,
                 "category_id": self.dataset_ids[int(inst.labels[i])],
                 "segmentation": encode_rle(masks[i]),
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "score": round(float(inst.scores[i]), 6),
             })
+        return entries
 
     def categories(self) -> list[dict]:
         flags = self.config.thing_flags
         return [{"id": self.dataset_ids[i], "name": self.names[i], "isthing": int(flags[i]),
                  "color": [int(c) for c in self.colors[i]]} for i in range(self.config.num_classes)]
 
+    # ------------------------------------------------------------------ the end
     def close(self) -> None:
+        """Write the index files (merged with the folder's earlier ones) and release the folder.
+        Safe to call twice; a writer that does not own the index writes none."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.owns_index:
+                self._write_index()
+        finally:
+            self._release()
+
+    def _write_index(self) -> None:
         if "panoptic" in self.tasks:
-            data = {"images": self.images, "annotations": self.panoptic_annotations, "categories": self.categories()}
-            (self.out / "panoptic.json").write_text(json.dumps(data))
+            data = {"images": self._kept("images", "id") + self.images,
+                    "annotations": self._kept("annotations", "image_id") + self.panoptic_annotations,
+                    "categories": self.categories()}
+            write_json_atomic(self.out / "panoptic.json", data)
         if "instance" in self.tasks:
-            (self.out / "instances.json").write_text(json.dumps(self.instances))
+            write_json_atomic(self.out / "instances.json", self._kept("instances", "image_id") + self.instances)
+
+    def _release(self) -> None:
+        lock, self._lock = getattr(self, "_lock", None), None  # also from __del__ of a half-built writer
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a writer dropped without close (an exception upstream) frees the folder
+        self._release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (multi-process eval gathers writers): the lock stays with its process."""
+        return {**self.__dict__, "_lock": None}

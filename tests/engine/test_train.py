@@ -53,11 +53,36 @@ def test_resume_equals_uninterrupted(tmp_path, data):
     assert len(log) >= 6  # 4 iterations, then 3..4 again after the resume
 
 
-def test_non_finite_loss_stops_with_the_iteration(tmp_path, data, capsys):
-    code = _train(data, tmp_path / "nan", "--iters", "3", "--set", "model.loss.dice_weight=.nan")
+def test_non_finite_loss_stops_with_the_iteration(tmp_path, data, capsys, monkeypatch):
+    """The real loop through the CLI, with a criterion whose dice terms come out NaN (as an
+    overflowing model would give): a NaN weight in the config is refused before training."""
+    import mask2former.engine.train as engine_train
+
+    real_build = engine_train.build_criterion
+
+    class NaNDice(torch.nn.Module):
+        def __init__(self, criterion: torch.nn.Module) -> None:
+            super().__init__()
+            self.criterion = criterion
+
+        def forward(self, *args, **kwargs):
+            losses = self.criterion(*args, **kwargs)
+            return {k: v * float("nan") if "dice" in k else v for k, v in losses.items()}
+
+    monkeypatch.setattr(engine_train, "build_criterion", lambda config: NaNDice(real_build(config)))
+    code = _train(data, tmp_path / "nan", "--iters", "3")
     err = capsys.readouterr().err
     assert code == 1 and "non-finite loss at iteration 1" in err and "Traceback" not in err
+    assert "loss_dice=nan" in err
     assert not (tmp_path / "nan" / "model_final.pt").exists()
+
+
+def test_nan_loss_weight_is_refused_before_training(tmp_path, data, capsys):
+    code = _train(data, tmp_path / "nan", "--iters", "3", "--set", "model.loss.dice_weight=.nan")
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == ["error: model.loss.dice_weight: expected a finite number, got nan"]
+    assert not (tmp_path / "nan").exists()  # nothing written: refused before the run started
 
 
 def test_init_with_the_same_classes_keeps_every_weight(tmp_path, data):

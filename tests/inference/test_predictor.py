@@ -11,6 +11,7 @@ from PIL import Image
 from mask2former import Predictor
 from mask2former.data.image import ImageError
 from mask2former.data.transforms import shortest_edge_size
+from mask2former.errors import ConfigError
 from tests.conftest import random_image
 
 
@@ -89,3 +90,69 @@ def test_semantic_tta_averages_views(tiny_model):
     torch.testing.assert_close(both, (one + flipped) / 2)
     multi = predictor.semantic_tta(image)  # six scales x flip, each back at the original size
     assert multi.semantic.scores.shape == one.shape and multi.semantic.labels.shape == (70, 90)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, "2"])
+def test_bad_batch_size_is_an_error_not_a_clamp(tiny_model, batch_size):
+    with pytest.raises(ConfigError, match="batch size: expected a whole number >= 1"):
+        Predictor(tiny_model, batch_size=batch_size)
+
+
+def test_missing_device_is_a_config_error(tiny_model):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        Predictor(tiny_model, device="cuda")
+
+
+def test_image_too_thin_for_the_test_size_names_file_and_sizes(tiny_model, tmp_path):
+    predictor = Predictor(tiny_model)  # tiny: short side 64, long side at most 128
+    Image.fromarray(random_image(1, 3000)).save(tmp_path / "strip.png")
+    expected = (r"strip.png: a 1x3000 image \(height x width\) is too thin to segment: at the test size "
+                r"\(short side 64, long side at most 128\) it would be 0x128 px")
+    with pytest.raises(ImageError, match=expected):
+        predictor(str(tmp_path / "strip.png"))
+    with pytest.raises(ImageError, match=expected):
+        predictor.semantic_tta(str(tmp_path / "strip.png"))
+    with pytest.raises(ImageError, match=r"image 0: a 3000x2 image .* 128x0 px"):
+        predictor(random_image(3000, 2))
+    # thin but still a pixel wide after resizing: segmented, at the original size
+    assert predictor(random_image(12, 3000), task="semantic").semantic.labels.shape == (12, 3000)
+
+
+def test_semantic_tta_with_no_usable_scale_is_an_image_error(tiny_model):
+    predictor = Predictor(tiny_model)
+    with pytest.raises(ImageError, match="too small for every test-time scale"):
+        predictor.semantic_tta(random_image(40, 40), factors=(0.25,))
+
+
+def test_indexed_iteration_reports_bad_images_and_goes_on(tiny_model, tmp_path):
+    """A failing image is handed to on_error and skipped; the others come in input order, batched
+    only by padded size, equal to one-at-a-time results."""
+    (tmp_path / "notes.png").write_text("not an image")
+    images = [random_image(60, 80, 1), str(tmp_path / "notes.png"), random_image(96, 64, 2),
+              random_image(1, 3000), random_image(60, 80, 3), str(tmp_path / "missing.png"), random_image(61, 79, 4)]
+    failed = []
+    predictor = Predictor(tiny_model, batch_size=2)
+    got = list(predictor.iter_predict_indexed(images, "semantic", on_error=lambda i, e: failed.append((i, str(e)))))
+    assert [i for i, _ in got] == [0, 2, 4, 6]
+    assert [i for i, _ in failed] == [1, 3, 5]
+    assert "notes.png: not an image" in failed[0][1] and "too thin" in failed[1][1]
+    assert "missing.png: file not found" in failed[2][1]
+    singles = Predictor(tiny_model).predict([images[i] for i in (0, 2, 4, 6)], "semantic")
+    for (_, result), single in zip(got, singles):
+        torch.testing.assert_close(result.semantic.scores, single.semantic.scores, rtol=1e-5, atol=1e-5)
+    # without on_error the first bad image ends the iteration with its error, as before
+    with pytest.raises(ImageError, match="notes.png: not an image"):
+        list(predictor.iter_predict(images, "semantic"))
+
+
+def test_indexed_iteration_does_not_swallow_bugs(tiny_model, monkeypatch):
+    predictor = Predictor(tiny_model)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not a bad image")
+
+    monkeypatch.setattr(predictor, "predict_batch", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        list(predictor.iter_predict_indexed([random_image(40, 40)], "semantic", on_error=lambda i, e: None))

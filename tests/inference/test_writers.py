@@ -6,11 +6,14 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from mask2former import Predictor
-from mask2former.inference.writers import ResultWriter, id_to_rgb
+from mask2former.errors import ConfigError
+from mask2former.folder_lock import FolderBusyError
+from mask2former.inference.writers import ResultWriter, id_to_rgb, write_json_atomic
 from tests.conftest import random_image
 
 
@@ -49,3 +52,86 @@ def test_writer_files_decode_to_results(tmp_path, tiny_model):
     for task in ("semantic", "instance", "panoptic"):
         overlay = Image.open(tmp_path / "overlays" / f"000000000042_{task}.png")
         assert overlay.size == (70, 48)
+
+
+def test_json_written_atomically(tmp_path):
+    path = tmp_path / "index.json"
+    write_json_atomic(path, {"images": [1, 2]})
+    assert json.loads(path.read_text()) == {"images": [1, 2]}
+    with pytest.raises(TypeError):  # fails half-way through serialising: the old file stays whole
+        write_json_atomic(path, {"images": [3, object()]})
+    assert json.loads(path.read_text()) == {"images": [1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["index.json"]  # no temporary file left behind
+
+
+def test_interrupted_add_removes_its_files_and_stays_out_of_the_index(tmp_path, tiny_model, monkeypatch):
+    import mask2former.inference.writers as writers
+
+    predictor = Predictor(tiny_model)
+    images = [random_image(40, 60, i) for i in range(3)]
+    results = predictor.predict(images, "all")
+    real_overlay, calls = writers.overlay, []
+
+    def overlay_interrupted_on_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # image 1's first overlay, after its panoptic and semantic PNGs
+            raise KeyboardInterrupt
+        return real_overlay(*args, **kwargs)
+
+    monkeypatch.setattr(writers, "overlay", overlay_interrupted_on_second_image)
+    with pytest.raises(KeyboardInterrupt), ResultWriter(tmp_path, tiny_model.config, ("instance", "panoptic",
+                                                                                       "semantic")) as writer:
+        for i, (result, image) in enumerate(zip(results, images)):
+            writer.add(result, f"img{i}", image)
+    pan = json.loads((tmp_path / "panoptic.json").read_text())
+    assert [a["file_name"] for a in pan["annotations"]] == ["img0.png"]
+    assert [i["id"] for i in pan["images"]] == ["img0"]
+    assert {r["image_id"] for r in json.loads((tmp_path / "instances.json").read_text())} == {"img0"}
+    assert sorted(p.name for p in (tmp_path / "panoptic").iterdir()) == ["img0.png"]
+    assert sorted(p.name for p in (tmp_path / "semantic").iterdir()) == ["img0.png"]
+    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == [
+        "img0_instance.png", "img0_panoptic.png", "img0_semantic.png"]
+    ResultWriter(tmp_path, tiny_model.config, ("panoptic",)).close()  # the folder was released
+
+
+def test_writer_pickles_without_its_lock(tmp_path, tiny_model):
+    """Multi-process eval gathers writers between processes; the lock must stay with its owner."""
+    import copy
+
+    writer = ResultWriter(tmp_path, tiny_model.config, ("panoptic",), overlays=False)
+    clone = copy.deepcopy(writer)  # the same __getstate__ as pickling
+    assert clone._lock is None and writer._lock is not None
+    del clone  # dropping the copy must not release the owner's lock
+    with pytest.raises(FolderBusyError, match="another prediction run is writing into this folder"):
+        ResultWriter(tmp_path, tiny_model.config, ("panoptic",))
+    writer.close()
+    ResultWriter(tmp_path, tiny_model.config, ("panoptic",)).close()
+
+
+def test_helper_writer_neither_locks_nor_writes_the_index(tmp_path, tiny_model):
+    image = random_image(40, 40)
+    result = Predictor(tiny_model)(image, task="panoptic")
+    with ResultWriter(tmp_path, tiny_model.config, ("panoptic",), overlays=False) as owner:
+        helper = ResultWriter(tmp_path, tiny_model.config, ("panoptic",), overlays=False, owns_index=False)
+        helper.add(result, "7")
+        helper.close()
+        assert not (tmp_path / "panoptic.json").exists()
+        owner.images += helper.images  # what multi-process eval does with gathered writers
+        owner.panoptic_annotations += helper.panoptic_annotations
+    assert [a["image_id"] for a in json.loads((tmp_path / "panoptic.json").read_text())["annotations"]] == [7]
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), -0.1, 1.5, "high"])
+def test_bad_score_threshold_is_an_error(tmp_path, tiny_model, threshold):
+    with pytest.raises(ConfigError, match=r"score threshold: expected a number in \[0, 1\]"):
+        ResultWriter(tmp_path, tiny_model.config, ("panoptic",), score_threshold=threshold)
+    ResultWriter(tmp_path, tiny_model.config, ("panoptic",)).close()  # a refused writer left no lock behind
+
+
+def test_existing_index_of_another_shape_is_refused(tmp_path, tiny_model):
+    (tmp_path / "instances.json").write_text(json.dumps({"not": "a list of results"}))
+    with pytest.raises(ConfigError, match="instances.json: the existing index is not one this program writes"):
+        ResultWriter(tmp_path, tiny_model.config, ("instance",))
+    (tmp_path / "instances.json").write_text(json.dumps([{"image_id": "x", "category_id": 77}]))
+    with pytest.raises(ConfigError, match=r"instances.json: holds category ids \['77'\] this model does not predict"):
+        ResultWriter(tmp_path, tiny_model.config, ("instance",))
