@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint fuzz bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check mask2former tests benchmarks
 	$(PY) -m pytest -q
+
+# the fuzz suite at length (make test runs it briefly): our own error or a valid result, in bounded time and memory
+fuzz: $(STAMP)
+	MASK2FORMER_FUZZ=long $(PY) -m pytest -q tests/fuzz
 
 lint: $(STAMP)
 	$(PY) -m ruff check mask2former tests benchmarks

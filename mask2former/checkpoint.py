@@ -205,7 +205,7 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
 def _read_official_pkl(path: Path) -> dict[str, torch.Tensor]:
     """Named arrays of a model-zoo ``.pkl``, read without running anything the file names."""
     try:
-        data = load_arrays_pickle(path.read_bytes(), str(path))
+        data = load_arrays_pickle(path.read_bytes(), str(path))  # bytes, not the file: see load_arrays_pickle
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a directory, expected a .pkl file") from None
     weights = data.get("model", data) if isinstance(data, dict) else None

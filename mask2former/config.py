@@ -365,15 +365,15 @@ def from_dict(cls: type[T], data: dict[str, Any], _where: str = "") -> T:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``key=value`` strings (``--set``) -> dict; values are read as YAML scalars or lists, never
-    evaluated as code."""
-    import yaml
+    evaluated as code, and through the same bounded reader as files (an alias bomb is refused)."""
+    from mask2former.safe_yaml import config_error, load_yaml
 
     out = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"expected key=value, got {item!r}")
+            raise ConfigError(f"--set: expected key=value, got {brief(item)}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value, origin=f"--set {brief(key.strip())}", error=config_error)
     return out
 
 

@@ -176,14 +176,14 @@ def test_a_changed_config_value_is_caught(tmp_path, tiny_model):
         load_model(path)
 
 
-def test_random_byte_mutations_never_load_silently_changed(tmp_path, tiny_resnet_model):
+def test_random_byte_mutations_never_load_silently_changed(tmp_path, tiny_model):
     """Each single-byte mutation of a checkpoint either fails with our error or loads exactly the
     weights and config that were saved: never a silently different model."""
     import random
 
-    path = save_model(tiny_resnet_model, tmp_path / "m.pt")
+    path = save_model(tiny_model, tmp_path / "m.pt")
     original = path.read_bytes()
-    expected = {k: v.clone() for k, v in tiny_resnet_model.state_dict().items()}
+    expected = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     rng = random.Random(0)
     outcomes = {"refused": 0, "identical": 0}
     for _ in range(60):
@@ -196,7 +196,7 @@ def test_random_byte_mutations_never_load_silently_changed(tmp_path, tiny_resnet
         except CheckpointError:
             outcomes["refused"] += 1
             continue
-        assert model.config == tiny_resnet_model.config, position
+        assert model.config == tiny_model.config, position
         for key, value in expected.items():
             assert torch.equal(model.state_dict()[key], value), (position, key)
         outcomes["identical"] += 1

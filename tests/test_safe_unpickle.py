@@ -152,3 +152,55 @@ def test_a_real_checkpoint_still_loads_after_all_that(tmp_path, tiny_model):
     loaded = load_model(tmp_path / "zoo.pkl", preset=tiny_model.config)
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_damaged_length_field_allocates_nothing_big(tmp_path):
+    """Regression (fuzz, .pkl mutant 9): a string length mutated to 1.8 GB in a small file once
+    made loading allocate the claimed size before noticing the file was shorter."""
+    import tracemalloc
+
+    blob = bytearray(pickle.dumps({"model": {"w": np.zeros(1000, dtype=np.float32)}}, protocol=2))
+    at = blob.index(b"X\x05\x00\x00\x00model")
+    blob[at + 1:at + 5] = (1_828_716_549).to_bytes(4, "little")
+    path = tmp_path / "damaged.pkl"
+    path.write_bytes(bytes(blob))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="damaged.pkl: cannot read as a pickle checkpoint"):
+            load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, peak
+
+
+def test_a_damaged_memo_index_allocates_nothing_big():
+    """Regression (fuzz, .pkl mutant 242): LONG_BINPUT naming memo slot 175,726,962 made the C
+    unpickler grow its memo to that size (1.4 GB) from a 4 MB file."""
+    import tracemalloc
+
+    # {"model": {}} with the key stored in memo slot 175,726,962
+    blob = b"\x80\x02}q\x00X\x05\x00\x00\x00modelr" + (175_726_962).to_bytes(4, "little") + b"}s."
+    assert pickle._loads(blob) == {"model": {}}  # valid (the C unpickler would allocate 1.4 GB for it)
+    tracemalloc.start()
+    try:
+        assert load_arrays_pickle(blob, "memo.pkl") == {"model": {}}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, peak
+
+
+def test_array_reconstruction_allocates_only_what_the_data_holds():
+    """numpy pickles start every array empty; a file asking for a huge empty array is refused,
+    and so is any codec but the latin-1 that protocol 2 uses for bytes."""
+    blob = pickle.dumps(np.zeros(3, dtype=np.float32), protocol=2)
+    empty_shape = b"K\x00\x85"  # BININT1 0, TUPLE1: the "(0,)" numpy writes
+    assert blob.count(empty_shape) == 1
+    huge = blob.replace(empty_shape, b"J\x00\x00\x00\x40\x85")  # (2**30,)
+    with pytest.raises(CheckpointError, match="unexpected array reconstruction"):
+        load_arrays_pickle(huge, "huge.pkl")
+    other_codec = blob.replace(b"X\x06\x00\x00\x00latin1", b"X\x06\x00\x00\x00rot_13")
+    assert other_codec != blob
+    with pytest.raises(CheckpointError, match="unexpected text encoding"):
+        load_arrays_pickle(other_codec, "codec.pkl")

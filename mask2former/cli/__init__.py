@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from mask2former.cli import compare, convert, demo, predict, presets, synth, train
 from mask2former.cli import eval as eval_
+from mask2former.cli.options import pixel_limit
 
 COMMANDS = {"train": train, "eval": eval_, "predict": predict, "compare": compare, "synth": synth,
             "convert": convert, "presets": presets, "demo": demo}
@@ -19,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mask2former", description="Mask2Former segmentation toolkit")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    parser.add_argument("--max-image-pixels", type=pixel_limit, metavar="N",
+                        help="refuse images (and masks) with more pixels than N, or 'none' for no limit; default "
+                             "178956970 or $MASK2FORMER_MAX_IMAGE_PIXELS (a guard against decompression bombs)")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
     for module in COMMANDS.values():
@@ -28,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.max_image_pixels is not None:  # the environment reaches DataLoader workers and torchrun's processes too
+        os.environ["MASK2FORMER_MAX_IMAGE_PIXELS"] = args.max_image_pixels
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         return int(args.run(args) or 0)

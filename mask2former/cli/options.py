@@ -77,3 +77,10 @@ def preset_name(text: str) -> str:
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `mask2former presets`"
         raise argparse.ArgumentTypeError(f"unknown preset {brief(text)}{hint}")
     return text
+
+
+def pixel_limit(text: str) -> str:
+    """A pixel count >= 1 or ``none`` (no limit), for ``--max-image-pixels``."""
+    if text.strip().lower() == "none":
+        return "none"
+    return str(_integer(text.replace("_", ""), 1))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mask2former.data.transforms import resize_image, shortest_edge_size
+from mask2former.data.transforms import inference_size, resize_image
 from mask2former.inference.postprocess import masks_to_boxes
 from mask2former.structures import InstanceResult, PanopticResult, Segment, SemanticResult, Target
 
@@ -135,7 +135,7 @@ class DeepLabAdapter:
     def predict(self, image: np.ndarray) -> SemanticResult:
         self.model.eval()
         h, w = image.shape[:2]
-        resized = resize_image(image, shortest_edge_size(h, w, self.min_size, self.max_size))
+        resized = resize_image(image, inference_size(h, w, self.min_size, self.max_size))
         tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).permute(2, 0, 1)[None]
         logits = self.model(_normalise(tensor))["out"]
         scores = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[0].softmax(0)

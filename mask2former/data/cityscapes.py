@@ -22,6 +22,7 @@ from mask2former.data.datasets import (
     FileIndex,
     Problems,
     Record,
+    check_mask_budget,
     check_size,
     make_target,
     read_label_map,
@@ -49,21 +50,26 @@ class CityscapesDecoder:
         instance_path = record.extra["instance_path"]
         instance_ids = read_label_map(instance_path).astype(np.int32, copy=False)
         check_size(instance_ids, instance_path, record, height, width)
-        classes = self.train_id[np.minimum(label_ids, 255)]  # [H, W], -1 = void
-        masks, labels, crowd = [], [], []
-        for c in np.unique(classes[classes >= 0]).tolist():
-            if not self.is_thing[c]:
-                masks.append(classes == c)
-                labels.append(c)
-                crowd.append(False)
-        label_of = np.minimum(np.where(instance_ids >= 1000, instance_ids // 1000, instance_ids), 255)
-        for segment in np.unique(instance_ids[self.thing_label[label_of]]).tolist():
+        classes = self.train_id[_label_index(label_ids)]  # [H, W], -1 = void
+        stuff = [c for c in np.unique(classes[classes >= 0]).tolist() if not self.is_thing[c]]
+        label_of = _label_index(np.where(instance_ids >= 1000, instance_ids // 1000, instance_ids))
+        things = np.unique(instance_ids[self.thing_label[label_of]]).tolist()
+        check_mask_budget(len(stuff) + len(things), height, width, instance_path)
+        masks, labels, crowd = [classes == c for c in stuff], list(stuff), [False] * len(stuff)
+        for segment in things:
             masks.append(instance_ids == segment)
             labels.append(int(self.train_id[segment // 1000 if segment >= 1000 else segment]))
             crowd.append(segment < 1000)
         order = np.argsort(labels, kind="stable").tolist()  # stuff and things in class order
         return make_target([masks[i] for i in order], [labels[i] for i in order],
                            [bool(self.is_thing[labels[i]]) for i in order], [crowd[i] for i in order], classes < 0)
+
+
+def _label_index(values: np.ndarray) -> np.ndarray:
+    """labelIds as indices into the 256-entry tables: values outside 0..255 (a 16-bit or signed
+    32-bit file) become 255, which no evaluated class uses, i.e. void (a negative value must not
+    index the tables from their end)."""
+    return np.where((values >= 0) & (values <= 255), values, 255)
 
 
 def cityscapes_categories() -> list[CategoryInfo]:

@@ -12,10 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mask2former.config import CategoryInfo
-from mask2former.data.datasets import DatasetError, DatasetSplit, default_color, did_you_mean
+from mask2former.data.coco import color_problem
+from mask2former.data.datasets import (
+    DatasetError,
+    DatasetSplit,
+    class_count_problem,
+    default_color,
+    did_you_mean,
+    duplicates,
+)
+from mask2former.data.files import NOT_FOUND, expand_user, path_problem
+from mask2former.errors import brief
+from mask2former.safe_yaml import load_yaml_file
 
 FORMATS = ("coco_panoptic", "coco_instances", "semantic", "cityscapes", "lvis", "folder")
 SPLIT_KEYS = ("images", "annotations", "masks")
@@ -35,7 +44,7 @@ FORMAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "folder": ("classes", "ignore_label", "mask_values"),
 }
 OPTION_KEYS = ("classes", "num_classes", "ignore_label", "reduce_zero_label", "mask_values")
-
+MAX_LABEL = 2**31  # pixel values of label maps are at most 32-bit signed integers (Pillow's "I" mode)
 
 
 @dataclass
@@ -57,15 +66,7 @@ class DataConfig:
 def load_data_config(path: str | os.PathLike) -> DataConfig:
     """Read a DATA.yaml; relative paths inside are relative to the file's folder."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(path, "file not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise DatasetError(path, f"malformed YAML{where}: {getattr(e, 'problem', None) or e}") from None
-    return data_config_from_dict(data, base_dir=path.parent, source=path)
+    return data_config_from_dict(load_yaml_file(path), base_dir=path.parent, source=path)
 
 
 def data_config_from_dict(data: Any, *, base_dir: str | os.PathLike = ".", source: str | os.PathLike | None = None
@@ -81,7 +82,7 @@ def data_config_from_dict(data: Any, *, base_dir: str | os.PathLike = ".", sourc
     if fmt is None:
         raise DatasetError(where, f"missing 'format' (one of: {', '.join(FORMATS)})")
     if fmt not in FORMATS:
-        raise DatasetError(where, f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}")
+        raise DatasetError(where, f"unknown format {brief(fmt)}{did_you_mean(fmt, FORMATS)}")
     options: dict[str, Any] = {}
     splits: dict[str, dict[str, Path]] = {}
     for key, value in data.items():
@@ -94,14 +95,22 @@ def data_config_from_dict(data: Any, *, base_dir: str | os.PathLike = ".", sourc
             options[key] = value
         elif isinstance(value, dict) and (key in ("train", "val", "test") or set(map(str, value)) & set(SPLIT_KEYS)):
             splits[str(key)] = _split_paths(value, str(key), fmt, base, where)
+        elif key in ("train", "val", "test"):
+            raise DatasetError(where, f"{key}: expected a mapping of {', '.join(FORMAT_SPLIT_KEYS[fmt])} paths, "
+                                      f"got {brief(value)}")
         else:
             known = ["format", *FORMAT_OPTIONS[fmt], "train", "val", "test"]
-            raise DatasetError(where, f"unknown key {key!r}{did_you_mean(key, known)}")
+            raise DatasetError(where, f"unknown key {brief(key)}{did_you_mean(key, known)}")
     if not splits:
         raise DatasetError(where, "no splits: add e.g. 'train: {images: ..., "
                                   + ", ".join(f"{k}: ..." for k in FORMAT_SPLIT_KEYS[fmt][1:]) + "}'")
     return DataConfig(format=fmt, splits=splits, source=Path(source) if source is not None else None,
                       **_parse_options(options, fmt, base, where))
+
+
+def _short(name: str) -> str:
+    """A split name for a message, cut if a hostile file made it long."""
+    return name if len(name) <= 60 else name[:57] + "..."
 
 
 def _split_paths(value: dict, split: str, fmt: str, base: Path, where: Path) -> dict[str, Path]:
@@ -111,13 +120,13 @@ def _split_paths(value: dict, split: str, fmt: str, base: Path, where: Path) -> 
         if key not in needed:
             hint = (f" (format {fmt!r} uses only: {', '.join(needed)})" if key in SPLIT_KEYS
                     else did_you_mean(key, needed))
-            raise DatasetError(where, f"{split}: unknown key {key!r}{hint}")
-        if not isinstance(item, str | os.PathLike):
-            raise DatasetError(where, f"{split}.{key}: expected a path, got {item!r}")
-        paths[key] = base / Path(item).expanduser()
+            raise DatasetError(where, f"{_short(split)}: unknown key {brief(key)}{hint}")
+        if not isinstance(item, str | os.PathLike) or not str(item):
+            raise DatasetError(where, f"{_short(split)}.{key}: expected a path, got {brief(item)}")
+        paths[key] = base / expand_user(item)
     missing = [k for k in needed if k not in paths]
     if missing:
-        raise DatasetError(where, f"{split}: format {fmt!r} needs {', '.join(repr(k) for k in missing)}")
+        raise DatasetError(where, f"{_short(split)}: format {fmt!r} needs {', '.join(repr(k) for k in missing)}")
     return paths
 
 
@@ -130,8 +139,11 @@ def _parse_options(options: dict[str, Any], fmt: str, base: Path, where: Path) -
                                   "entries, or a .json/.yaml/.txt file")
     if "num_classes" in options:
         n = options["num_classes"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise DatasetError(where, f"num_classes: expected a positive integer, got {n!r}")
+        if type(n) is not int or n < 1:
+            raise DatasetError(where, f"num_classes: expected a positive integer, got {brief(n)}")
+        problem = class_count_problem(n)
+        if problem is not None:
+            raise DatasetError(where, f"num_classes: {problem}")
         if "classes" in out and len(out["classes"]) != n:
             raise DatasetError(where, f"num_classes is {n} but 'classes' lists {len(out['classes'])}")
         out["num_classes"] = n
@@ -139,23 +151,43 @@ def _parse_options(options: dict[str, Any], fmt: str, base: Path, where: Path) -
         raise DatasetError(where, "format 'semantic' needs 'classes' or 'num_classes'")
     if "ignore_label" in options:
         v = options["ignore_label"]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise DatasetError(where, f"ignore_label: expected a non-negative integer, got {v!r}")
+        if type(v) is not int or not 0 <= v < MAX_LABEL:
+            raise DatasetError(where, f"ignore_label: expected a non-negative integer below {MAX_LABEL:,} "
+                                      f"(a label map pixel value), got {brief(v)}")
         out["ignore_label"] = v
     if "reduce_zero_label" in options:
         if not isinstance(options["reduce_zero_label"], bool):
             raise DatasetError(where, "reduce_zero_label: expected true or false, "
-                                      f"got {options['reduce_zero_label']!r}")
+                                      f"got {brief(options['reduce_zero_label'])}")
         out["reduce_zero_label"] = options["reduce_zero_label"]
     if "mask_values" in options:
-        mv = options["mask_values"]
-        if not isinstance(mv, dict) or not mv:
-            raise DatasetError(where, f"mask_values: expected a mapping pixel_value: class_index, got {mv!r}")
-        try:
-            out["mask_values"] = {int(k): int(v) for k, v in mv.items()}
-        except (TypeError, ValueError):
-            raise DatasetError(where, f"mask_values: keys and values must be integers, got {mv!r}") from None
+        out["mask_values"] = _mask_values(options["mask_values"], where)
     return out
+
+
+def _mask_values(mv: Any, where: Path) -> dict[int, int]:
+    """``{pixel value: class index}``: integers, or strings of digits (JSON keys are strings);
+    a float 1.5 or a bool would silently read as 1."""
+    if not isinstance(mv, dict) or not mv:
+        raise DatasetError(where, f"mask_values: expected a mapping pixel_value: class_index, got {brief(mv)}")
+    out: dict[int, int] = {}
+    for k, v in mv.items():
+        key, value = _whole_number(k), _whole_number(v)
+        if key is None or value is None:
+            raise DatasetError(where, f"mask_values: keys and values must be integers, got {brief(k)}: {brief(v)}")
+        if not 0 <= key < MAX_LABEL or not 0 <= value < MAX_LABEL:
+            raise DatasetError(where, f"mask_values: {key}: {value} is outside 0..{MAX_LABEL - 1} "
+                                      "(label map pixel values)")
+        out[key] = value
+    return out
+
+
+def _whole_number(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return int(text) if digits.isascii() and digits.isdecimal() and len(digits) <= 18 else None
 
 
 _CLASS_KEYS = ("name", "isthing", "color")
@@ -165,47 +197,68 @@ def parse_classes(value: Any, base: Path, where: Path) -> list[CategoryInfo]:
     """Classes from a list of names or ``{name, isthing, color}`` dicts, or from a .json / .yaml
     (the same list, or a mapping with a ``classes`` list) or .txt file (one name per line)."""
     if isinstance(value, str):
-        file = base / Path(value).expanduser()
-        if not file.is_file():
-            raise DatasetError(where, f"classes: file {file} not found")
-        if file.suffix.lower() == ".txt":
-            lines = file.read_text(encoding="utf-8").splitlines()
-            value = [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
-        elif file.suffix.lower() in (".json", ".yaml", ".yml"):
-            try:
-                value = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML reads JSON too
-            except yaml.YAMLError as e:
-                raise DatasetError(file, f"malformed {file.suffix[1:].upper()}: {e}") from None
-            if isinstance(value, dict) and "classes" in value:
-                value = value["classes"]
-        else:
-            raise DatasetError(where, f"classes: {file.name} must be a .json, .yaml or .txt file")
-        where = file
+        value, where = _classes_file(value, base, where)
     if not isinstance(value, list) or not value:
         raise DatasetError(where, f"classes: expected a non-empty list of names or {{name, isthing}} entries, "
-                                  f"got {value!r}")
-    classes: list[CategoryInfo] = []
-    for i, item in enumerate(value):
-        if isinstance(item, str | int) and not isinstance(item, bool):
-            classes.append(CategoryInfo(id=i, name=str(item), isthing=False, color=default_color(i)))
-            continue
-        if not isinstance(item, dict) or "name" not in item:
-            raise DatasetError(where, f"classes[{i}]: expected a name or a mapping with 'name', got {item!r}")
-        for key in item:
-            if key not in _CLASS_KEYS:
-                raise DatasetError(where, f"classes[{i}]: unknown key {key!r}{did_you_mean(key, _CLASS_KEYS)}")
-        if not isinstance(item.get("isthing", False), bool):
-            raise DatasetError(where, f"classes[{i}].isthing: expected true or false, got {item['isthing']!r}")
-        color = item.get("color", default_color(i))
-        if not (isinstance(color, list | tuple) and len(color) == 3):
-            raise DatasetError(where, f"classes[{i}].color: expected [r, g, b], got {color!r}")
-        classes.append(CategoryInfo(id=i, name=str(item["name"]), isthing=bool(item.get("isthing", False)),
-                                    color=tuple(int(c) for c in color)))
-    names = [c.name for c in classes]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DatasetError(where, f"classes: duplicate names {duplicates}")
+                                  f"got {brief(value)}")
+    problem = class_count_problem(len(value))
+    if problem is not None:
+        raise DatasetError(where, f"classes: {problem}")
+    classes = [_class_entry(item, i, where) for i, item in enumerate(value)]
+    repeated = duplicates(c.name for c in classes)
+    if repeated:
+        raise DatasetError(where, f"classes: duplicate names {brief(sorted(repeated))}")
     return classes
+
+
+def _classes_file(name: str, base: Path, where: Path) -> tuple[Any, Path]:
+    """The class list in a .txt, .json or .yaml file named by DATA.yaml, and that file."""
+    file = base / expand_user(name)
+    problem = path_problem(file)
+    if problem == NOT_FOUND:
+        raise DatasetError(where, f"classes: file {file} not found")
+    if problem is not None:
+        raise DatasetError(where, f"classes: file {file} {problem}")
+    suffix = file.suffix.lower()
+    if suffix == ".txt":
+        text = _text_lines(file)
+        return [s.strip() for s in text if s.strip() and not s.strip().startswith("#")], file
+    if suffix in (".json", ".yaml", ".yml"):
+        value = load_yaml_file(file)  # YAML reads JSON too
+        if isinstance(value, dict) and "classes" in value:
+            value = value["classes"]
+        return value, file
+    raise DatasetError(where, f"classes: {file.name} must be a .json, .yaml or .txt file")
+
+
+def _text_lines(file: Path) -> list[str]:
+    """The lines of a UTF-8 text file; unreadable or non-UTF-8 files are a DatasetError."""
+    try:
+        return file.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise DatasetError(file, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DatasetError(file, f"cannot read the file ({e.strerror or e})") from None
+
+
+def _class_entry(item: Any, i: int, where: Path) -> CategoryInfo:
+    """One class from a name or a ``{name, isthing, color}`` mapping."""
+    if type(item) in (str, int):
+        return CategoryInfo(id=i, name=str(item), isthing=False, color=default_color(i))
+    if not isinstance(item, dict) or "name" not in item:
+        raise DatasetError(where, f"classes[{i}]: expected a name or a mapping with 'name', got {brief(item)}")
+    for key in item:
+        if key not in _CLASS_KEYS:
+            raise DatasetError(where, f"classes[{i}]: unknown key {brief(key)}{did_you_mean(key, _CLASS_KEYS)}")
+    if type(item["name"]) not in (str, int):
+        raise DatasetError(where, f"classes[{i}].name: expected a string, got {brief(item['name'])}")
+    if not isinstance(item.get("isthing", False), bool):
+        raise DatasetError(where, f"classes[{i}].isthing: expected true or false, got {brief(item['isthing'])}")
+    color = item.get("color", default_color(i))
+    problem = color_problem(color, f"classes[{i}].color")
+    if problem is not None:
+        raise DatasetError(where, problem)
+    return CategoryInfo(id=i, name=str(item["name"]), isthing=item.get("isthing", False), color=tuple(color))
 
 
 def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train", *,
@@ -217,11 +270,12 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
     cfg = data_config if isinstance(data_config, DataConfig) else load_data_config(data_config)
     where = cfg.source or Path("DATA.yaml")
     if split not in cfg.splits:
-        raise DatasetError(where, f"no split {split!r}{did_you_mean(split, list(cfg.splits))}")
+        raise DatasetError(where, f"no split {brief(split)}{did_you_mean(split, list(cfg.splits))}")
     paths = cfg.splits[split]
     for key, path in paths.items():
-        if not path.exists():
-            raise DatasetError(path, f"not found ({split}.{key} in {where})")
+        problem = path_problem(path, expect="file" if key == "annotations" else "dir")
+        if problem is not None:
+            raise DatasetError(path, f"{problem} ({split}.{key} in {where})")
     if cfg.format == "coco_instances":
         result = coco.read_coco_instances(paths["annotations"], paths["images"], name=split, skip_bad=skip_bad)
     elif cfg.format == "lvis":

@@ -13,17 +13,18 @@ import colorsys
 import difflib
 import json
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from mask2former.config import CategoryInfo
-from mask2former.data.image import read_image
+from mask2former.data.files import NOT_FOUND, path_problem
+from mask2former.data.image import open_image, read_image
 from mask2former.errors import DatasetError, ImageError
 from mask2former.structures import Target
 
@@ -140,6 +141,28 @@ class DatasetSplit:
 # --------------------------------------------------------------------------- helpers for readers
 
 
+MAX_CLASSES = 65_536  # the values of a 16-bit label PNG; also keeps a typo'd 1e9 from allocating per class
+
+
+def class_count_problem(n: int) -> str | None:
+    """Why ``n`` classes cannot be trained, or None."""
+    if n > MAX_CLASSES:
+        return f"{n:,} classes are more than the {MAX_CLASSES:,} this toolkit supports"
+    return None
+
+
+MAX_MASK_BYTES = 4 * 2**30  # dense [N, H, W] masks of one image; real data needs < 1.5 GB (Mapillary, LVIS)
+
+
+def check_mask_budget(count: int, height: int, width: int, path: str | os.PathLike, where: str = "") -> None:
+    """Raise before allocating ``count`` dense ``height x width`` masks past ``MAX_MASK_BYTES``:
+    a checkerboard thing mask or a JSON listing 10^5 segments is valid but asks for terabytes."""
+    if count * height * width > MAX_MASK_BYTES:
+        raise DatasetError(path, f"{where}{count:,} segments of {height}x{width} pixels would take "
+                                 f"{count * height * width / 2**30:,.1f} GB as dense masks, more than the "
+                                 f"{MAX_MASK_BYTES / 2**30:g} GB allowed per image")
+
+
 class Problems:
     """Per-record build-time failures: raised at once, or (``skip_bad``) dropped and listed."""
 
@@ -154,74 +177,90 @@ class Problems:
 
 
 class FileIndex:
-    """File existence by cached directory listings: one ``listdir`` per folder instead of one
+    """File existence by cached directory listings: one ``scandir`` per folder instead of one
     ``stat`` per image, which matters for 100k-image datasets on network storage."""
 
     def __init__(self) -> None:
-        self._dirs: dict[Path, frozenset[str]] = {}
+        self._dirs: dict[Path, dict[str, bool]] = {}  # folder -> {name: is a file (not a folder)}
+
+    def _listing(self, folder: Path) -> dict[str, bool]:
+        names = self._dirs.get(folder)
+        if names is None:
+            names = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        try:
+                            names[entry.name] = not entry.is_dir()
+                        except OSError:
+                            names[entry.name] = False
+            except (OSError, ValueError):  # missing, unreadable, a NUL byte or an over-long name
+                pass
+            self._dirs[folder] = names
+        return names
 
     def exists(self, path: Path) -> bool:
-        names = self._dirs.get(path.parent)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(path.parent))
-            except OSError:
-                names = frozenset()
-            self._dirs[path.parent] = names
-        return path.name in names
+        """Whether ``path`` names a file (not a folder)."""
+        return self.problem(path) is None
+
+    def problem(self, path: Path) -> str | None:
+        """None for a file, else ``"not found"`` or ``"is a directory"``."""
+        is_file = self._listing(path.parent).get(path.name)
+        return NOT_FOUND if is_file is None else None if is_file else "is a directory"
 
 
 def read_json(path: Path) -> Any:
     """Parsed JSON; errors say where in the file the syntax breaks."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise DatasetError(path, "file not found" if problem == NOT_FOUND else f"{problem}, expected a JSON file")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(path, "file not found") from None
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno} (char {e.pos})"
         raise DatasetError(path, f"malformed JSON at {where}: {e.msg}") from None
     except UnicodeDecodeError as e:
         raise DatasetError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise DatasetError(path, "malformed JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise DatasetError(path, f"malformed JSON: {str(e)[:200]}") from None
+    except OSError as e:
+        raise DatasetError(path, f"cannot read the file ({e.strerror or e})") from None
+
+
+LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def read_label_map(path: Path) -> np.ndarray:
     """``[H, W]`` integer values of a single-channel label PNG (palette PNGs give their indices,
     16- and 32-bit PNGs their full values); colour masks are rejected, as their colours are not
     class indices."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
-                array = np.asarray(image)
-            elif image.mode == "1":
-                array = np.asarray(image).astype(np.uint8)
-            elif image.mode == "LA":
-                array = np.asarray(image)[..., 0]
-            elif image.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(image)[..., :3]
-                if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all()):
-                    raise DatasetError(path, "colour mask: expected a single-channel label PNG whose pixel values "
-                                             "are class indices (convert colours to indices first)")
-                array = rgb[..., 0]
-            else:
-                raise DatasetError(path, f"unsupported mask mode {image.mode!r}; expected a single-channel PNG")
-    except FileNotFoundError:
-        raise DatasetError(path, "mask file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DatasetError(path, f"cannot decode mask ({e})") from None
-    return array
+    with open_image(path, error=DatasetError, what="mask") as image:
+        image.load()
+        if image.mode in LABEL_MODES:
+            return np.asarray(image)
+        if image.mode == "1":
+            return np.asarray(image).astype(np.uint8)
+        if image.mode == "LA":
+            return np.asarray(image)[..., 0]
+        if image.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(image)[..., :3]
+            if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all()):
+                raise DatasetError(path, "colour mask: expected a single-channel label PNG whose pixel values "
+                                         "are class indices (convert colours to indices first)")
+            return rgb[..., 0]
+        raise DatasetError(path, f"unsupported mask mode {image.mode!r}; expected a single-channel PNG")
 
 
 def read_rgb_png(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 pixels of an RGB PNG, without any EXIF re-orientation."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError:
-        raise DatasetError(path, "mask file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DatasetError(path, f"cannot decode mask ({e})") from None
+    """``[H, W, 3]`` uint8 pixels of an RGB PNG, without any EXIF re-orientation; 16-bit and
+    float files are refused (converting them to 8 bits would silently change the ids)."""
+    with open_image(path, error=DatasetError, what="mask") as image:
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            raise DatasetError(path, f"{image.mode}-mode mask: expected an 8-bit RGB PNG")
+        return np.asarray(image.convert("RGB"))
 
 
 def check_size(array: np.ndarray, path: Path, record: Record, height: int, width: int) -> None:
@@ -251,8 +290,20 @@ def default_color(index: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def did_you_mean(key: str, options: list[str] | tuple[str, ...]) -> str:
-    key = str(key)
-    prefixed = [o for o in options if key and (o.startswith(key) or key.startswith(o))]  # "val" -> "validation"
-    close = prefixed[:1] or difflib.get_close_matches(key, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(options)}"
+def did_you_mean(key: Any, options: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for a near miss, else the options; a key that is not a short string
+    (a list, a 10 MB string) gets only the options."""
+    options = [str(o) for o in options]
+    if isinstance(key, str) and len(key) <= 100:
+        prefixed = [o for o in options if key and (o.startswith(key) or key.startswith(o))]  # "val" -> "validation"
+        close = prefixed[:1] or difflib.get_close_matches(key, options, n=1)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+    shown = options[:20]
+    return f"; expected one of: {', '.join(shown)}{' ...' if len(options) > len(shown) else ''}"
+
+
+def duplicates(values: Iterable[Any]) -> list[Any]:
+    """The values that occur more than once, in first-seen order (linear time: a 100k-entry list
+    with one duplicate must not take ``list.count`` per entry)."""
+    return [v for v, n in Counter(values).items() if n > 1]

@@ -1,17 +1,156 @@
-"""Reading images into RGB uint8 arrays, with errors that name the file and the problem."""
+"""Reading images into RGB uint8 arrays, with errors that name the file and the problem.
+
+Every image or mask file the package decodes is opened by ``open_image``: it refuses a path that
+is not a regular file, checks the pixel count the header claims against ``max_image_pixels()``
+*before* any pixel is decoded (a 100-byte PNG can claim 10^10 pixels), and turns whatever a
+decoder throws at a hostile file (OSError, SyntaxError, struct.error, zlib.error, IndexError,
+Pillow's DecompressionBomb* ...) into the caller's error naming the file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import math
 import os
+import re
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mask2former.errors import ImageError
+from mask2former.data.files import NOT_FOUND, path_problem
+from mask2former.errors import ConfigError, ImageError, Mask2FormerError, brief
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own error threshold (2 x PIL.Image.MAX_IMAGE_PIXELS)
+MAX_PIXELS_ENV = "MASK2FORMER_MAX_IMAGE_PIXELS"
+_UNSET = object()
+_max_pixels: object = _UNSET  # set_max_image_pixels() wins over the environment variable
+
+ErrorFactory = Callable[[Path, str], Mask2FormerError]  # (file, problem) -> the error to raise
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Refuse images with more than ``limit`` pixels (None: no limit), process-wide.
+
+    Pillow refuses images past twice its own ``PIL.Image.MAX_IMAGE_PIXELS`` while reading the
+    header, before this module sees them, so a limit above that (or None) raises (or lifts)
+    Pillow's too, process-wide, at the next image opened; Pillow offers no per-call limit."""
+    global _max_pixels
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"max image pixels: expected a positive integer or None, got {brief(limit)}")
+    _max_pixels = limit
+
+
+def max_image_pixels() -> int | None:
+    """The pixel limit in force: ``set_max_image_pixels``'s, else ``$MASK2FORMER_MAX_IMAGE_PIXELS``
+    (a positive integer, or ``none``), else 178,956,970 (Pillow's error threshold)."""
+    if _max_pixels is not _UNSET:
+        return _max_pixels  # type: ignore[return-value]
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={brief(text)}: expected a positive integer or 'none'")
+    return value
+
+
+def _allow_in_pillow(limit: int | None) -> None:
+    """Raise Pillow's own bomb threshold (never lower it) so that it admits what ``limit`` does."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None:
+        return
+    if limit is None:
+        Image.MAX_IMAGE_PIXELS = None
+    elif 2 * current < limit:
+        Image.MAX_IMAGE_PIXELS = math.ceil(limit / 2)
+
+
+class _SizedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more than the bytes left: Python allocates the
+    ``n`` bytes up front, and Pillow skips the rest of a PNG chunk with ``read(length)``, so a
+    720-byte PNG whose IDAT claims 2 GB would make it allocate 2 GB."""
+
+    _BIG = 1 << 20
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__(raw)
+        self._size = os.fstat(raw.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > self._BIG:
+            size = max(0, min(size, self._size - self.tell()))
+        return super().read(size)
+
+
+def image_error(path: Path, problem: str) -> ImageError:
+    """The error factory for input images: ``ImageError("<path>: <problem>")``."""
+    return ImageError(f"{path}: {problem}")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike, *, error: ErrorFactory = image_error,
+               what: str = "image") -> Iterator[Image.Image]:
+    """The Pillow image of ``path`` with its header read and its size checked, pixels not yet
+    decoded; any failure inside the ``with`` block (decoding, converting) is ``error(path, ...)``,
+    except the project's own errors, which pass through. ``what`` ("image", "mask") words it."""
+    path = Path(path)
+    problem = path_problem(path)
+    if problem == NOT_FOUND:
+        raise error(path, "file not found" if what == "image" else f"{what} file not found")
+    if problem is not None:
+        raise error(path, f"{problem}, expected {'an' if what[0] in 'aeiou' else 'a'} {what} file"
+                    if problem.startswith("is ") else problem)
+    limit = max_image_pixels()
+    _allow_in_pillow(limit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with _SizedReader(io.FileIO(path)) as file, Image.open(file) as image:
+                _check_pixels(image, path, limit, error)
+                yield image
+        except Mask2FormerError:
+            raise
+        except UnidentifiedImageError:
+            raise error(path, "not an image (Pillow cannot identify the file format)") from None
+        except Image.DecompressionBombError as e:  # Pillow's header check runs before ours can
+            raise error(path, _bomb_problem(e, limit)) from None
+        except Exception as e:  # any decoder failure on a hostile file: OSError, struct.error, zlib.error, ...
+            raise error(path, f"cannot decode {what} ({type(e).__name__}: {str(e)[:200]})") from e
+
+
+def _check_pixels(image: Image.Image, path: Path, limit: int | None, error: ErrorFactory) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise error(path, f"empty image ({height}x{width} pixels, HxW)")
+    if limit is not None and width * height > limit:
+        raise error(path, _too_many(width * height, limit, f" ({height}x{width}, HxW)"))
+
+
+def _too_many(pixels: int, limit: int, shape: str = "") -> str:
+    return (f"image has {pixels:,} pixels{shape}, more than the limit of {limit:,}; if the file is trusted, raise "
+            f"the limit (--max-image-pixels, {MAX_PIXELS_ENV} or mask2former.data.image.set_max_image_pixels)")
+
+
+def _bomb_problem(e: Exception, limit: int | None) -> str:
+    """Our message for Pillow's DecompressionBombError, whose text holds the pixel count: ours
+    is never above Pillow's threshold (``_allow_in_pillow``), so it is ours that is exceeded,
+    unless someone lowered ``PIL.Image.MAX_IMAGE_PIXELS`` below it."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    pixels = int(found.group(1)) if found else None
+    if pixels is not None and limit is not None and pixels > limit:
+        return _too_many(pixels, limit)
+    return f"too large for Pillow's own limit (PIL.Image.MAX_IMAGE_PIXELS): {e}"
 
 
 def to_rgb(image: Image.Image, source: str = "image") -> np.ndarray:
@@ -28,28 +167,20 @@ def to_rgb(image: Image.Image, source: str = "image") -> np.ndarray:
         )
     with contextlib.suppress(Exception):  # a broken EXIF block should not make the pixels unusable
         image = ImageOps.exif_transpose(image)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8)
+    try:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        return np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError) as e:  # a mode Pillow cannot convert, or pixels that fail to decode now
+        raise ImageError(f"{source}: cannot convert the {image.mode}-mode image to RGB ({str(e)[:200]})") from None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """``[H, W, 3]`` uint8 RGB from an image file."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: file not found")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, expected an image file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return to_rgb(image, str(path))
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (Pillow cannot identify the file format)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, ImageError):
-            raise
-        raise ImageError(f"{path}: cannot decode image ({e})") from None
+    with open_image(path) as image:
+        image.load()
+        return to_rgb(image, str(path))
 
 
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -57,12 +188,15 @@ def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if path_problem(p, expect="dir") is None:
+            try:
+                found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            except OSError as e:
+                raise ImageError(f"{p}: cannot list the directory ({e.strerror or e})") from None
             if not found:
                 raise ImageError(f"{p}: directory holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             paths.extend(found)
-        elif not p.exists():
+        elif path_problem(p) == NOT_FOUND:
             raise ImageError(f"{p}: file not found")
         else:
             paths.append(p)

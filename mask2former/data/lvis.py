@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mask2former.data.coco import instance_split
-from mask2former.data.datasets import DatasetSplit, FileIndex, Problems, read_json
+from mask2former.data.datasets import DatasetSplit, FileIndex, Problems, Record, read_json
+from mask2former.errors import brief
 
 EVAL_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
 
@@ -22,11 +24,12 @@ def _resolver(folder: Path, files: FileIndex) -> Callable[[dict], Path | str]:
     def resolve(entry: dict) -> Path | str:
         candidates: list[Path] = []
         url = entry.get("coco_url")
-        if isinstance(url, str) and "/" in url:
-            split_folder, base = url.rstrip("/").split("/")[-2:]
-            candidates += [folder / base, folder / split_folder / base]
-        if isinstance(entry.get("file_name"), str):
-            candidates += [folder / entry["file_name"], folder / Path(entry["file_name"]).name]
+        parts = url.rstrip("/").split("/")[-2:] if isinstance(url, str) else []
+        if len(parts) == 2 and all(parts):  # ".../train2017/000000000001.jpg"
+            candidates += [folder / parts[1], folder / parts[0] / parts[1]]
+        name = entry.get("file_name")
+        if isinstance(name, str) and name:
+            candidates += [folder / name, folder / Path(name).name]
         if not candidates:
             return "missing 'coco_url' and 'file_name'"
         for path in dict.fromkeys(candidates):
@@ -36,8 +39,21 @@ def _resolver(folder: Path, files: FileIndex) -> Callable[[dict], Path | str]:
     return resolve
 
 
-def _eval_ids(entry: dict) -> dict[str, list[int]]:
-    return {key: list(entry.get(key) or []) for key in EVAL_KEYS}
+def _eval_ids(entry: dict) -> dict[str, Any]:
+    """The evaluation id lists as given (checked by ``_eval_ids_problem``); absent = empty."""
+    return {key: list(entry[key]) if isinstance(entry.get(key), list) else entry.get(key) or []
+            for key in EVAL_KEYS}
+
+
+def _eval_ids_problem(record: Record, known: set[int]) -> str | None:
+    for key in EVAL_KEYS:
+        ids = record.extra[key]
+        if not isinstance(ids, list) or any(type(i) is not int for i in ids):
+            return f"image {brief(record.image_id)}: {key} must be a list of category ids, got {brief(ids)}"
+        unknown = [i for i in ids if i not in known]
+        if unknown:  # evaluation would fail much later on these; say so now
+            return f"image {brief(record.image_id)}: {key} holds unknown category ids {unknown[:10]}"
+    return None
 
 
 def read_lvis(annotations: str | Path, images: str | Path, *, name: str = "", skip_bad: bool = False) -> DatasetSplit:
@@ -50,11 +66,9 @@ def read_lvis(annotations: str | Path, images: str | Path, *, name: str = "", sk
     known = {c.id for c in split.categories}
     problems, kept = Problems(skip_bad), []
     for record in split.records:
-        unknown = {key: [i for i in record.extra[key] if i not in known] for key in EVAL_KEYS}
-        bad = {key: ids for key, ids in unknown.items() if ids}
-        if bad:  # evaluation would fail much later on these; say so now
-            key, ids = next(iter(bad.items()))
-            problems.report(path, f"image {record.image_id}: {key} holds unknown category ids {ids[:10]}")
+        problem = _eval_ids_problem(record, known)
+        if problem is not None:
+            problems.report(path, problem)
         else:
             kept.append(record)
     split.records = kept

@@ -12,19 +12,32 @@ from typing import Any
 
 import numpy as np
 
-from mask2former.data.coco import file_in, image_records, json_list, parse_categories
+from mask2former.data.coco import (
+    area_bbox_problem,
+    file_in,
+    flag_problem,
+    id_problem,
+    image_records,
+    json_list,
+    parse_categories,
+)
 from mask2former.data.datasets import (
     DatasetError,
     DatasetSplit,
     FileIndex,
     Problems,
     Record,
+    check_mask_budget,
     check_size,
     make_target,
     read_json,
     read_rgb_png,
 )
+from mask2former.data.files import NOT_FOUND
+from mask2former.errors import brief
 from mask2former.structures import Target
+
+MAX_SEGMENT_ID = 256**3 - 1  # the largest id an RGB pixel can hold
 
 
 def rgb_to_id(png: np.ndarray) -> np.ndarray:
@@ -58,6 +71,7 @@ class PanopticDecoder:
             raise DatasetError(record.mask_path, f"PNG holds segment ids {unlisted.tolist()[:10]} that are not in "
                                                  "segments_info")
         labels = [self.contiguous[s["category_id"]] for s in segments]
+        check_mask_budget(len(segments), height, width, record.mask_path)
         masks = ids[None] == segment_ids[:, None, None]  # [N, H, W]
         return make_target(masks, labels, [self.is_thing[c] for c in labels],
                            [bool(s.get("iscrowd", 0)) for s in segments], ids == 0)
@@ -65,17 +79,42 @@ class PanopticDecoder:
 
 def _check_segments(segments: Any, known: set[int]) -> str | None:
     if not isinstance(segments, list):
-        return "'segments_info' must be a list"
+        return f"'segments_info' must be a list, got {brief(segments)}"
     seen: set[int] = set()
     for k, s in enumerate(segments):
-        if not isinstance(s, dict) or not isinstance(s.get("id"), int) or s["id"] <= 0:
-            return f"segments_info[{k}]: expected an object with a positive integer 'id'"
+        if not isinstance(s, dict) or type(s.get("id")) is not int or not 0 < s["id"] <= MAX_SEGMENT_ID:
+            return f"segments_info[{k}]: expected an object with an integer 'id' in 1..{MAX_SEGMENT_ID}"
         if s["id"] in seen:
             return f"segments_info[{k}]: duplicate segment id {s['id']}"
         seen.add(s["id"])
-        if s.get("category_id") not in known:
-            return f"segments_info[{k}] (id {s['id']}): unknown category_id {s.get('category_id')!r}"
+        category = s.get("category_id")
+        problem = None if type(category) is int and category in known else f"unknown category_id {brief(category)}"
+        problem = problem or (flag_problem(s["iscrowd"], "'iscrowd'") if "iscrowd" in s else None)
+        problem = problem or area_bbox_problem(s)
+        if problem is not None:
+            return f"segments_info[{k}] (id {s['id']}): {problem}"
     return None
+
+
+def _set_png(ann: dict, record: Record, masks: Path) -> str | None:
+    """Set ``record.mask_path`` from the annotation's ``file_name`` (default: the image's stem +
+    .png), or say why that name is unusable."""
+    file_name = ann.get("file_name")
+    if file_name is None:
+        file_name = Path(record.image_path).with_suffix(".png").name
+    elif not isinstance(file_name, str) or not file_name:
+        return f"'file_name' must be a non-empty string, got {brief(file_name)}"
+    record.mask_path = masks / file_name
+    return None
+
+
+def _png_problem(record: Record, files: FileIndex) -> str | None:
+    assert record.mask_path is not None
+    problem = files.problem(record.mask_path)
+    if problem is None:
+        return None
+    return (f"panoptic PNG not found: {record.mask_path}" if problem == NOT_FOUND
+            else f"panoptic PNG {record.mask_path} {problem}")
 
 
 def read_coco_panoptic(annotations: str | Path, images: str | Path, masks: str | Path, *, name: str = "",
@@ -90,18 +129,15 @@ def read_coco_panoptic(annotations: str | Path, images: str | Path, masks: str |
     bad: set[Any] = set()
     for j, ann in enumerate(json_list(data, "annotations", path)):
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if image_id not in records:
-            problems.report(path, f"annotations[{j}]: image_id {image_id!r} is not in 'images'")
+        if id_problem(image_id, "image_id") is not None or image_id not in records:
+            problems.report(path, f"annotations[{j}]: image_id {brief(image_id)} is not in 'images'")
             continue
         record = records[image_id]
         if record.mask_path is not None:
             problem = "a second annotation for the same image"
         else:
-            file_name = ann.get("file_name") or Path(record.image_path).with_suffix(".png").name
-            record.mask_path = masks / file_name
-            problem = _check_segments(ann.get("segments_info"), known)
-            if problem is None and not files.exists(record.mask_path):
-                problem = f"panoptic PNG not found: {record.mask_path}"
+            problem = (_set_png(ann, record, masks) or _check_segments(ann.get("segments_info"), known)
+                       or _png_problem(record, files))
         if problem is not None:
             problems.report(path, f"annotations[{j}] of image {record.image_path.name}: {problem}")
             bad.add(image_id)

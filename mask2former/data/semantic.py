@@ -19,7 +19,9 @@ from mask2former.data.datasets import (
     DatasetSplit,
     Problems,
     Record,
+    check_mask_budget,
     check_size,
+    class_count_problem,
     default_color,
     make_target,
     read_label_map,
@@ -112,6 +114,7 @@ class LabelMapDecoder:
                 parts.extend((c, components, k) for k in range(1, n + 1))
             else:
                 parts.append((c, None, 0))
+        check_mask_budget(len(parts), height, width, record.mask_path)
         masks = np.zeros((len(parts), height, width), dtype=bool)  # filled in place: no [N, H, W] copies
         boxes: dict[int, list] = {}
         for j, (c, components, k) in enumerate(parts):
@@ -145,6 +148,9 @@ def read_semantic(images: str | Path, masks: str | Path, *, classes: list[Catego
     if classes is None:
         if num_classes is None:
             raise DatasetError(masks, "semantic datasets need classes or num_classes")
+        problem = class_count_problem(num_classes)
+        if problem is not None:
+            raise DatasetError(masks, f"num_classes: {problem}")
         classes = [CategoryInfo(id=i, name=f"class_{i}", isthing=False, color=default_color(i))
                    for i in range(num_classes)]
     k, offset = len(classes), int(reduce_zero_label)

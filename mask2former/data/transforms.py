@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mask2former.errors import ImageError
 from mask2former.structures import Target
 
 
@@ -19,6 +20,20 @@ def shortest_edge_size(height: int, width: int, min_size: int, max_size: int) ->
     if max(height, width) * scale > max_size:
         scale = max_size / max(height, width)
     return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def inference_size(height: int, width: int, min_size: int, max_size: int, name: str = "image") -> tuple[int, int]:
+    """``shortest_edge_size`` at test time, where an image a side of which would round to 0 px (a
+    1 x 3000 strip) cannot be segmented: an ``ImageError`` naming ``name`` instead of Pillow's or
+    torch's obscure complaint."""
+    if height < 1 or width < 1:
+        raise ImageError(f"{name}: empty image ({height}x{width})")
+    size = shortest_edge_size(height, width, min_size, max_size)
+    if min(size) < 1:
+        raise ImageError(f"{name}: a {height}x{width} image (height x width) is too thin to segment: at the test "
+                         f"size (short side {min_size}, long side at most {max_size}) it would be {size[0]}x{size[1]} "
+                         "px")
+    return size
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -109,13 +124,15 @@ def large_scale_jitter(image: np.ndarray, target: Target, rng: np.random.Generat
 
 
 def _shortest_edge_train_size(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
-    """detectron2's ResizeShortestEdge.get_output_shape, float for float."""
+    """detectron2's ResizeShortestEdge.get_output_shape, float for float, except that no side
+    rounds down to 0 px: a 1 x 3000 strip capped at a long side of 2048 keeps 1 row where
+    detectron2 would ask Pillow for an empty image."""
     scale = short * 1.0 / min(h, w)
     newh, neww = (short * 1.0, scale * w) if h < w else (scale * h, short * 1.0)
     if max(newh, neww) > max_size:
         shrink = max_size * 1.0 / max(newh, neww)
         newh, neww = newh * shrink, neww * shrink
-    return int(newh + 0.5), int(neww + 0.5)
+    return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
 
 
 def _category_crop(semantic: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int],

@@ -14,7 +14,7 @@ from PIL import Image
 
 from mask2former.config import InferenceConfig, ModelConfig
 from mask2former.data.image import ImageError, read_image, to_rgb
-from mask2former.data.transforms import resize_image, shortest_edge_size
+from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
 from mask2former.errors import ConfigError, Mask2FormerError, brief
 from mask2former.inference import postprocess as pp
@@ -91,17 +91,8 @@ class Predictor:
         raise ImageError(f"image {index}: expected a path, PIL image or numpy array, got {type(image).__name__}")
 
     def test_size(self, height: int, width: int, name: str = "image") -> tuple[int, int]:
-        """The size an image of ``height x width`` is resized to; an ``ImageError`` naming ``name``
-        when a side would vanish (a 1 x 3000 strip), which Pillow and torch report obscurely."""
-        if height < 1 or width < 1:
-            raise ImageError(f"{name}: empty image ({height}x{width})")
-        cfg = self.inference
-        size = shortest_edge_size(height, width, cfg.min_size, cfg.max_size)
-        if min(size) < 1:
-            raise ImageError(f"{name}: a {height}x{width} image (height x width) is too thin to segment: at the "
-                             f"test size (short side {cfg.min_size}, long side at most {cfg.max_size}) it would be "
-                             f"{size[0]}x{size[1]} px")
-        return size
+        """The size an image of ``height x width`` is resized to (``ImageError`` if too thin)."""
+        return inference_size(height, width, self.inference.min_size, self.inference.max_size, name)
 
     def prepare(self, image: ImageInput, index: int = 0) -> _Prepared:
         rgb, name = self._load(image, index)

@@ -171,3 +171,37 @@ def test_print_config_shows_a_valid_override(capsys):
     assert main(["train", "--preset", "tiny", "--iters", "7", "--set", "keep_checkpoints=0", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "max_iter: 7" in out and "keep_checkpoints: 0" in out
+
+
+def test_max_image_pixels_option_refuses_larger_images(tmp_path, tiny_model, capsys, monkeypatch):
+    """--max-image-pixels reaches the readers (through the environment, so DataLoader workers see it too)."""
+    import numpy as np
+    from PIL import Image
+
+    from mask2former import save_model
+
+    monkeypatch.setenv("MASK2FORMER_MAX_IMAGE_PIXELS", "")  # restored after the test
+    checkpoint = save_model(tiny_model, tmp_path / "m.pt")
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    args = ["predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "a.png"), "--output",
+            str(tmp_path / "out")]
+    assert main(["-q", "--max-image-pixels", "599", *args]) == 1
+    err = capsys.readouterr().err
+    assert "a.png" in err and "600" in err and "599" in err, err
+    assert main(["-q", "--max-image-pixels", "600", *args]) == 0
+    with pytest.raises(SystemExit) as e:
+        main(["--max-image-pixels", "0", *args])
+    assert e.value.code == 2
+    assert "argument --max-image-pixels: expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_an_alias_bomb_in_set_is_refused_at_once(capsys):
+    import time
+
+    bomb = "[" + ",".join(["&a [x,x,x,x,x,x,x,x,x]"] + [f"&{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]"
+                                                       for p, c in zip("abcdefgh", "bcdefghi")]) + "]"
+    start = time.perf_counter()
+    assert main(["train", "--print-config", "--set", f"model.dataset={bomb}"]) == 1
+    assert time.perf_counter() - start < 1.0
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set 'model.dataset': aliases expand the document") and len(err) < 400, err

@@ -97,3 +97,17 @@ def test_through_data_yaml_and_missing_files(tmp_path):
         split.load(0)
     with pytest.raises(DatasetError, match="no \\*_leftImg8bit.png files found"):
         read_cityscapes(tmp_path / "gtFine", masks)
+
+
+def test_label_values_outside_a_byte_are_void_not_wrapped(tmp_path):
+    """A signed 32-bit file (Pillow reads TIFF content whatever the name) with a negative labelId
+    would index the 256-entry tables from their end."""
+    label, inst = scene()
+    images, masks = write(tmp_path, {"aachen_000000_000019": (label, inst)})
+    odd = label.astype(np.int32)
+    odd[0, :] = -230   # -230 + 256 = 26: car, if wrapped
+    odd[1, :] = 7 + 256
+    Image.fromarray(odd).save(masks / "aachen" / "aachen_000000_000019_gtFine_labelIds.png", format="TIFF")
+    target = read_cityscapes(images, masks).load(0)[1]
+    assert target.ignore[0].all() and target.ignore[1].all()
+    assert target.labels.tolist() == [ROAD, SKY, PERSON, CAR, CAR, CAR]

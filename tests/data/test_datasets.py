@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,113 @@ def test_split_pickles_for_dataloader_workers(tmp_path):
     path = yaml_file(tmp_path, "format: folder\nclasses: [a, b, c]\ntrain: {images: d/images, masks: d/masks}\n")
     split = pickle.loads(pickle.dumps(build_split(path)))
     assert split.load(0)[1].labels.tolist() == [0, 2]
+
+
+# --------------------------------------------------------------------------- hostile DATA.yaml files
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"format: semantic\nnum_classes: 3\ntrain: {images: \xe9t\xe9, masks: m}\n", r"not UTF-8 text \(invalid"),
+    (b'format: "semantic\\x"\n', "malformed YAML at line 1 column 20: .*hexdecimal"),
+    (b"format: semantic\nformat: folder\n", "malformed YAML at line 2 column 1: duplicate key 'format'"),
+])
+def test_unreadable_data_yaml_names_the_file(tmp_path, data, message):
+    path = tmp_path / "DATA.yaml"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError, match=f"DATA.yaml: {message}"):
+        load_data_config(path)
+
+
+def test_a_folder_or_odd_path_instead_of_data_yaml(tmp_path):
+    (tmp_path / "DATA.yaml").mkdir()
+    with pytest.raises(DatasetError, match="DATA.yaml: is a directory, expected a YAML file"):
+        load_data_config(tmp_path / "DATA.yaml")
+    with pytest.raises(DatasetError, match="cannot read the file"):
+        load_data_config(tmp_path / ("y" * 300 + ".yaml"))
+
+
+SPLIT = "train: {images: d/images, masks: d/masks}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("format: semantic\nnum_classes: 3\ntrain: {images: [a, b], masks: m}\n",
+     r"train\.images: expected a path, got \['a', 'b'\]"),
+    ("format: semantic\nnum_classes: 3\ntrain: {images: 5, masks: m}\n", r"train\.images: expected a path, got 5"),
+    ("format: semantic\nnum_classes: 3\ntrain: {images: null, masks: m}\n", "train.images: expected a path, got None"),
+    ("format: semantic\nnum_classes: 3\ntrain: {images: '', masks: m}\n", "train.images: expected a path, got ''"),
+    ("format: semantic\nnum_classes: 3\ntrain: [a, b]\n",            # was: "unknown key 'train'; did you mean 'train'"
+     r"train: expected a mapping of images, masks paths, got \['a', 'b'\]"),
+    ("format: [coco]\n", r"unknown format \['coco'\]; expected one of"),
+    ("format: semantic\nnum_classes: 3\n? " + "x" * 5000 + "\n: 1\n" + SPLIT, r"unknown key 'x{20,30}\.\.\.x{20,30}';"),
+    ("format: folder\nclasses: [1.5]\n" + SPLIT, r"classes\[0\]: expected a name or a mapping with 'name', got 1.5"),
+    ("format: folder\nclasses: [[a]]\n" + SPLIT, r"classes\[0\]: expected a name or a mapping"),
+    ("format: folder\nclasses: [{name: [x]}]\n" + SPLIT, r"classes\[0\]\.name: expected a string, got \['x'\]"),
+    ("format: folder\nclasses: [{name: a, color: [1, 2, x]}]\n" + SPLIT,   # was: ValueError from int('x')
+     r"classes\[0\]\.color must be \[r, g, b\] of integers 0-255, got \[1, 2, 'x'\]"),
+    ("format: folder\nclasses: [{name: a, color: [1, 2, 999]}]\n" + SPLIT, r"classes\[0\]\.color must be"),
+    ("format: folder\nclasses: [{name: a, color: [.nan, 2, 3]}]\n" + SPLIT, r"classes\[0\]\.color must be"),
+    ("format: folder\nclasses: [{name: a, isthing: maybe}]\n" + SPLIT, r"classes\[0\]\.isthing: expected true"),
+    ("format: folder\nclasses: [a, b]\nmask_values: {1.5: 1}\n" + SPLIT,     # was: silently read as pixel value 1
+     "mask_values: keys and values must be integers, got 1.5: 1"),
+    ("format: folder\nclasses: [a, b]\nmask_values: {0: true}\n" + SPLIT, "mask_values: keys and values must be"),
+    ("format: folder\nclasses: [a, b]\nmask_values: {99999999999: 1}\n" + SPLIT,
+     r"mask_values: 99999999999: 1 is outside 0\.\.2147483647"),
+    ("format: semantic\nnum_classes: 3\nignore_label: 99999999999\n" + SPLIT,
+     "ignore_label: expected a non-negative integer below 2,147,483,648 .*got 99999999999"),
+    ("format: semantic\nnum_classes: 3\nignore_label: 255.0\n" + SPLIT, "ignore_label: expected a non-negative"),
+    ("format: semantic\nnum_classes: 1000000000\n" + SPLIT,
+     "num_classes: 1,000,000,000 classes are more than the 65,536 this toolkit supports"),
+    ("format: semantic\nnum_classes: true\n" + SPLIT, "num_classes: expected a positive integer, got True"),
+    ("format: semantic\nnum_classes: 3\nreduce_zero_label: maybe\n" + SPLIT, "reduce_zero_label: expected true"),
+])
+def test_wrong_types_everywhere_in_data_yaml(tmp_path, text, message):
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=f"DATA.yaml: {message}") as caught:
+        load_data_config(yaml_file(tmp_path, text))
+    assert time.perf_counter() - start < 1 and len(str(caught.value)) < 400
+
+
+def test_paths_that_break_pathlib(tmp_path):
+    write_semantic(tmp_path / "d")
+    long_name = "x" * 300
+    path = yaml_file(tmp_path, f"format: semantic\nnum_classes: 3\ntrain: {{images: {long_name}, masks: d/masks}}\n"
+                               "val: {images: ~nosuchuser9/images, masks: d/masks}\n"
+                               "test: {images: d/images/0.jpg, masks: d/masks}\n")
+    with pytest.raises(DatasetError, match=r"unusable path \(name too long\) \(train\.images in"):
+        build_split(path, "train")                                   # was: OSError from Path.exists
+    with pytest.raises(DatasetError, match=r"nosuchuser9/images: not found \(val\.images in"):
+        build_split(path, "val")                                     # was: RuntimeError from expanduser
+    with pytest.raises(DatasetError, match=r"0\.jpg: is not a directory \(test\.images in"):
+        build_split(path, "test")
+
+
+def test_classes_files_that_are_not_text(tmp_path):
+    write_semantic(tmp_path / "d")
+    base = "format: folder\ntrain: {images: d/images, masks: d/masks}\nclasses: "
+    (tmp_path / "classes.txt").write_bytes(b"sky\n\xff\xferoad\n")
+    with pytest.raises(DatasetError, match=r"classes\.txt: not UTF-8 text"):
+        load_data_config(yaml_file(tmp_path, base + "classes.txt\n"))
+    (tmp_path / "classes.json").mkdir()
+    with pytest.raises(DatasetError, match=r"DATA\.yaml: classes: file .*classes\.json is a directory"):
+        load_data_config(yaml_file(tmp_path, base + "classes.json\n"))
+    (tmp_path / "classes.yaml").write_text("{classes: [a, b], classes: [c]}\n")
+    with pytest.raises(DatasetError, match=r"classes\.yaml: malformed YAML at line 1 column 19: duplicate key"):
+        load_data_config(yaml_file(tmp_path, base + "classes.yaml\n"))
+
+
+def test_a_long_class_list_with_a_duplicate_is_checked_in_linear_time(tmp_path):
+    (tmp_path / "classes.txt").write_text("\n".join(f"c{i}" for i in range(60_000)) + "\nc7\n")
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=r"classes\.txt: classes: duplicate names \['c7'\]"):
+        load_data_config(yaml_file(tmp_path, "format: folder\nclasses: classes.txt\n" + SPLIT))
+    assert time.perf_counter() - start < 5  # list.count per name took minutes
+
+
+def test_mask_values_from_json_keep_their_string_keys():
+    cfg = data_config_from_dict({"format": "folder", "classes": ["a", "b"], "mask_values": {"0": 0, "255": "1"},
+                                 "train": {"images": "i", "masks": "m"}})
+    assert cfg.mask_values == {0: 0, 255: 1}
+    for bad in ({"²": 1}, {"+-5": 1}, {"1.5": 1}):
+        with pytest.raises(DatasetError, match="mask_values: keys and values must be integers"):
+            data_config_from_dict({"format": "folder", "classes": ["a"], "mask_values": bad,
+                                   "train": {"images": "i", "masks": "m"}})

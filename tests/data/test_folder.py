@@ -4,6 +4,7 @@ and the binary 0/255-mask trap."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -127,3 +128,19 @@ def test_class_list_errors(tmp_path):
         (tmp_path / "DATA.yaml").write_text(base + classes)
         with pytest.raises(DatasetError, match=message):
             build_split(tmp_path / "DATA.yaml")
+
+
+def test_a_mask_of_countless_instances_is_refused_before_allocating(tmp_path):
+    """Every other pixel of every other row is a cell of its own (8-connectivity keeps them
+    apart): 90,000 instances + the background, 600x600 each, would take 30 GB."""
+    board = np.zeros((600, 600), np.uint8)
+    board[::2, ::2] = 1
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((600, 600, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(board).save(tmp_path / "masks" / "a.png")
+    split = read_folder(tmp_path / "images", tmp_path / "masks", classes=CLASSES)
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=r"a\.png: 90,001 segments of 600x600 pixels would take 30\.2 GB"):
+        split.load(0)
+    assert time.perf_counter() - start < 5

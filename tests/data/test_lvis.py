@@ -62,3 +62,20 @@ def test_through_data_yaml_and_bad_input(tmp_path):
     (coco / "val2017" / "000000000002.jpg").unlink()
     with pytest.raises(DatasetError, match=r"images\[1\] \(id 2\): image file not found \(tried .*000000000002"):
         read_lvis(path, coco)
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("coco_url", "http://host/", "missing 'coco_url' and 'file_name'"),  # was: ValueError unpacking the URL
+    ("coco_url", 7, "missing 'coco_url' and 'file_name'"),
+    ("neg_category_ids", 3, "neg_category_ids must be a list of category ids, got 3"),  # was: TypeError
+    ("neg_category_ids", "13", "neg_category_ids must be a list of category ids, got '13'"),  # was: ids 1 and 3
+    ("not_exhaustive_category_ids", [1.0], r"must be a list of category ids, got \[1.0\]"),
+])
+def test_wrong_typed_image_fields(tmp_path, field, value, problem):
+    path, coco = write_dataset(tmp_path)
+    data = json.loads(path.read_text())
+    data["images"][0][field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=rf"lvis_v1_train\.json: .*{problem}"):
+        read_lvis(path, coco)
+    assert len(read_lvis(path, coco, skip_bad=True)) == 2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mask2former.data import datasets
 from mask2former.data.datasets import DatasetError
 from mask2former.data.panoptic import read_coco_panoptic
 from mask2former.data.semantic import read_semantic
@@ -130,3 +131,71 @@ def test_malformed_json_names_the_position(tmp_path):
     path.write_text('{"images": [],\n "annotations": [,]}')
     with pytest.raises(DatasetError, match=r"panoptic\.json: malformed JSON at line 2 column 18"):
         read_coco_panoptic(path, tmp_path, tmp_path)
+
+
+# --------------------------------------------------------------------------- hostile annotation files
+
+
+@pytest.mark.parametrize("segment, problem", [
+    ({"id": True, "category_id": 5}, r"segments_info\[0\]: expected an object with an integer 'id' in 1..16777215"),
+    ({"id": 2**40, "category_id": 5}, "integer 'id' in 1..16777215"),      # was: OverflowError in numpy at load
+    ({"id": "3", "category_id": 5}, "integer 'id'"),
+    ({"id": 3, "category_id": [5]}, r"unknown category_id \[5\]"),        # was: TypeError (unhashable)
+    ({"id": 3, "category_id": 5.0}, "unknown category_id 5.0"),
+    ({"id": 3, "category_id": 5, "iscrowd": "no"}, "'iscrowd' must be 0, 1, true or false, got 'no'"),
+    ({"id": 3, "category_id": 5, "area": -1}, "'area' must be a finite number >= 0"),
+    ({"id": 3, "category_id": 5, "bbox": "0 0 1 1"}, "'bbox' must be"),
+])
+def test_wrong_typed_segments_info(tmp_path, segment, problem):
+    ids, segments = scene()
+    json_path, images, masks = write_dataset(tmp_path, [(ids, [segment] + segments[1:])])
+    with pytest.raises(DatasetError, match=rf"panoptic\.json: annotations\[0\] of image 000\.jpg: .*{problem}"):
+        read_coco_panoptic(json_path, images, masks)
+    assert len(read_coco_panoptic(json_path, images, masks, skip_bad=True).skipped) == 1
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("image_id", [0], r"annotations\[0\]: image_id \[0\] is not in 'images'"),  # was: TypeError (unhashable)
+    ("image_id", 0.0, r"image_id 0.0 is not in 'images'"),
+    ("file_name", 5, "'file_name' must be a non-empty string, got 5"),        # was: TypeError from Path
+    ("segments_info", {"id": 3}, "'segments_info' must be a list"),
+])
+def test_wrong_typed_annotation_entries(tmp_path, field, value, problem):
+    ids, segments = scene()
+    json_path, images, masks = write_dataset(tmp_path, [(ids, segments)])
+    data = json.loads(json_path.read_text())
+    data["annotations"][0][field] = value
+    json_path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=rf"panoptic\.json: .*{problem}"):
+        read_coco_panoptic(json_path, images, masks)
+
+
+def test_a_folder_where_the_png_should_be(tmp_path):
+    ids, segments = scene()
+    json_path, images, masks = write_dataset(tmp_path, [(ids, segments)])
+    (masks / "000.png").unlink()
+    (masks / "000.png").mkdir()
+    with pytest.raises(DatasetError, match=r"panoptic PNG .*000\.png is a directory"):
+        read_coco_panoptic(json_path, images, masks)
+
+
+def test_sixteen_bit_and_broken_pngs_fail_at_load_naming_the_png(tmp_path):
+    ids, segments = scene()
+    json_path, images, masks = write_dataset(tmp_path, [(ids, segments), (ids, segments)])
+    Image.fromarray(ids.astype(np.uint16)).save(masks / "000.png")  # would be clipped to 8 bits
+    (masks / "001.png").write_bytes((masks / "001.png").read_bytes()[:30])  # a truncated header
+    split = read_coco_panoptic(json_path, images, masks)
+    with pytest.raises(DatasetError, match=r"000\.png: I;16-mode mask: expected an 8-bit RGB PNG"):
+        split.load(0)
+    with pytest.raises(DatasetError, match=r"001\.png: not an image \(Pillow cannot identify"):
+        split.load(1)
+
+
+def test_dense_mask_memory_is_bounded_per_image(tmp_path, monkeypatch):
+    ids, segments = scene()  # 4 segments of 20x30: 2,400 bytes of masks
+    split = read_coco_panoptic(*write_dataset(tmp_path, [(ids, segments)]))
+    monkeypatch.setattr(datasets, "MAX_MASK_BYTES", 2_399)
+    with pytest.raises(DatasetError, match=r"000\.png: 4 segments of 20x30 pixels would take .* GB as dense masks"):
+        split.load(0)
+    monkeypatch.setattr(datasets, "MAX_MASK_BYTES", 2_400)
+    assert len(split.load(0)[1]) == 4

@@ -121,3 +121,19 @@ def test_data_yaml(tmp_path):
                                                                       (3, "floor", False)]
     target = split.load(0)[1]
     assert target.labels.tolist() == [1] and target.is_thing.tolist() == [True]
+
+
+def test_huge_num_classes_is_refused_without_allocating(tmp_path):
+    images, masks = write(tmp_path, {"a": label_map()})
+    with pytest.raises(DatasetError, match="num_classes: 1,000,000,000 classes are more than the 65,536"):
+        read_semantic(images, masks, num_classes=10**9)
+
+
+def test_label_map_readers_on_odd_files(tmp_path):
+    images, masks = write(tmp_path, {"a": label_map(), "b": label_map()})
+    (masks / "a.png").write_bytes((masks / "a.png").read_bytes()[:40])  # a truncated mask
+    (masks / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8)     # a header and nothing else
+    split = read_semantic(images, masks, num_classes=3)
+    for i, name in enumerate(("a", "b")):
+        with pytest.raises(DatasetError, match=rf"{name}\.png: (cannot decode mask|not an image)"):
+            split.load(i)

@@ -216,3 +216,24 @@ def test_mismatched_target_is_rejected():
     image, _ = _scene(40, 56)
     with pytest.raises(ValueError, match="40x56"):
         large_scale_jitter(image, Target.empty(56, 40), np.random.default_rng(0), crop_size=32)
+
+
+@pytest.mark.parametrize("size", [(1, 3000), (3000, 1), (2, 50_000)])
+def test_strips_whose_short_side_would_round_to_zero_train(size):
+    """A 1 x 3000 strip with a 128 px crop: detectron2's size rule resizes it to 0 x 512, which
+    Pillow refuses; one row is kept instead."""
+    h, w = size
+    image = np.zeros((h, w, 3), np.uint8)
+    image[..., 0] = 200
+    masks = torch.zeros((1, h, w), dtype=torch.bool)
+    masks[0, : max(1, h // 2)] = True
+    target = Target(masks=masks, labels=torch.tensor([0]), is_thing=torch.tensor([True]),
+                    iscrowd=torch.tensor([False]), ignore=torch.zeros((h, w), dtype=torch.bool))
+    for kind in ("semantic", "lsj", "none"):
+        transform = build_train_transform(kind, crop_size=128, cat_max_ratio=0.75)
+        for seed in range(4):
+            out, out_target = transform(image, target, np.random.default_rng(seed))
+            assert out.dtype == np.uint8 and out.shape[:2] == tuple(out_target.ignore.shape)
+            assert tuple(out_target.masks.shape[1:]) == out.shape[:2]
+            if kind != "none":
+                assert out.shape[:2] == (128, 128) and (out[~out_target.ignore.numpy()][:, 0] == 200).all()
