@@ -27,6 +27,7 @@ from mask2former.data.datasets import (
     make_target,
     read_label_map,
 )
+from mask2former.data.files import scan_files
 from mask2former.structures import Target
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -92,7 +93,7 @@ def read_cityscapes(images: str | Path, masks: str | Path, *, name: str = "", sk
         thing_label[c.id] = c.isthing
     problems, files = Problems(skip_bad), FileIndex()
     records = []
-    for image_path in sorted(images.rglob(f"*{IMAGE_SUFFIX}")):
+    for image_path in scan_files(images, lambda name: name.endswith(IMAGE_SUFFIX)):
         base = image_path.name[: -len(IMAGE_SUFFIX)]
         folder = masks / image_path.parent.relative_to(images)
         label_path, instance_path = folder / f"{base}{LABEL_SUFFIX}", folder / f"{base}{INSTANCE_SUFFIX}"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+
+from mask2former.errors import DatasetError
 
 NOT_FOUND = "not found"
 
@@ -56,3 +59,23 @@ def expand_user(path: str | os.PathLike) -> Path:
         return Path(path).expanduser()
     except RuntimeError:
         return Path(path)
+
+
+MAX_SCANNED_ENTRIES = 5_000_000  # a dataset folder holds far fewer; "/" or a home folder holds more
+
+
+def scan_files(folder: Path, keep: Callable[[str], bool], *, limit: int | None = None) -> list[Path]:
+    """Files below ``folder`` (recursively, sorted) whose name ``keep`` accepts. A folder holding
+    more than ``limit`` (``MAX_SCANNED_ENTRIES``) entries below it is an error naming it: a path cut
+    short to ``/`` or to a home folder would otherwise walk the whole disk before failing."""
+    limit = MAX_SCANNED_ENTRIES if limit is None else limit
+    found: list[Path] = []
+    seen = 0
+    for root, dirs, names in os.walk(folder):
+        seen += len(dirs) + len(names)
+        if seen > limit:
+            raise DatasetError(folder, f"holds more than {limit:,} files and folders below it; is this the "
+                                       "dataset's own folder?")
+        dirs.sort()
+        found.extend(Path(root) / name for name in names if keep(name))
+    return sorted(found)

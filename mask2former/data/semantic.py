@@ -26,6 +26,7 @@ from mask2former.data.datasets import (
     make_target,
     read_label_map,
 )
+from mask2former.data.files import scan_files
 from mask2former.data.image import IMAGE_SUFFIXES
 from mask2former.structures import Target
 
@@ -36,8 +37,8 @@ def _by_stem(folder: Path) -> tuple[dict[str, Path], list[str]]:
     """Image files under ``folder`` keyed by relative path without suffix; and ambiguous keys."""
     files: dict[str, Path] = {}
     ambiguous: list[str] = []
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+    for p in scan_files(folder, lambda name: name.lower().endswith(IMAGE_SUFFIXES)):
+        if p.is_file():
             key = p.relative_to(folder).with_suffix("").as_posix()
             if key in files:
                 ambiguous.append(key)

@@ -137,3 +137,19 @@ def test_label_map_readers_on_odd_files(tmp_path):
     for i, name in enumerate(("a", "b")):
         with pytest.raises(DatasetError, match=rf"{name}\.png: (cannot decode mask|not an image)"):
             split.load(i)
+
+
+def test_a_folder_too_large_to_be_a_dataset_is_refused(tmp_path, monkeypatch):
+    """Regression (fuzz): a DATA.yaml path cut short to `/tmp/` walked all of /tmp; `/` would walk the
+    whole disk. The scan stops past a bound and names the folder."""
+    from mask2former.data import files
+
+    images = tmp_path / "images"
+    for i in range(3):
+        (images / f"d{i}").mkdir(parents=True)
+        for j in range(4):
+            (images / f"d{i}" / f"{j}.png").write_bytes(b"")
+    monkeypatch.setattr(files, "MAX_SCANNED_ENTRIES", 10)
+    with pytest.raises(DatasetError, match=r"images: holds more than 10 files and folders below it"):
+        read_semantic(images, tmp_path / "masks", num_classes=3)
+    assert len(files.scan_files(images, lambda name: name.endswith(".png"), limit=15)) == 12

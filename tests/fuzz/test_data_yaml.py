@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+from pathlib import Path
 
 import yaml
 from hypothesis import given
@@ -34,12 +36,16 @@ FRAGMENTS = [": ", "- ", "&a ", "*a", "*b", "[", "]", "{", "}", '"\\x"', "!!int 
 
 
 @st.composite
-def yaml_bytes(draw: st.DrawFn, world) -> bytes:
-    """A DATA.yaml template with fragments spliced in, byte mutations, or arbitrary text."""
+def yaml_bytes(draw: st.DrawFn, world, base: Path) -> bytes:
+    """A DATA.yaml template with fragments spliced in, byte mutations, or arbitrary text. Its paths
+    are relative to ``base``, where the file is written, as users write them: a mutation that cuts
+    an absolute path short would point the readers at ``/tmp`` or ``/`` (the whole disk), whose
+    scan is bounded by an entry count, not by the fuzz suite's time bound."""
     kind = draw(st.sampled_from(["template", "spliced", "spliced", "mutated", "text"]))
     if kind == "text":
         return draw(st.text(max_size=200)).encode("utf-8", "surrogatepass")
-    text = draw(st.sampled_from(TEMPLATES)).format(images=world.images, masks=world.masks)
+    text = draw(st.sampled_from(TEMPLATES)).format(images=os.path.relpath(world.images, base),
+                                                   masks=os.path.relpath(world.masks, base))
     if kind == "spliced":
         for _ in range(draw(st.integers(1, 4))):
             at = draw(st.integers(0, len(text)))
@@ -59,7 +65,7 @@ def _build_every_split(config) -> None:
 @given(data=st.data())
 def test_data_yaml_text(world, tmp_path, data):
     path = tmp_path / "DATA.yaml"
-    path.write_bytes(data.draw(yaml_bytes(world)))
+    path.write_bytes(data.draw(yaml_bytes(world, tmp_path)))
     within_contract(lambda: _build_every_split(load_data_config(path)), f"DATA.yaml {path.read_bytes()[:300]!r}")
 
 
