@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mask2former.checkpoint import remove_stale_temp_files
 from mask2former.config import ModelConfig
 from mask2former.errors import ConfigError, brief
 from mask2former.folder_lock import FolderLock
@@ -148,6 +149,7 @@ class ResultWriter:
         self._lock = FolderLock(self.out, "prediction run") if owns_index else None
         try:
             if owns_index:
+                remove_stale_temp_files(self.out)  # left by a run killed while writing the index
                 self._read_existing()
             for task in ("panoptic", "semantic"):
                 if task in tasks:

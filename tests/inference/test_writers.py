@@ -135,3 +135,10 @@ def test_existing_index_of_another_shape_is_refused(tmp_path, tiny_model):
     (tmp_path / "instances.json").write_text(json.dumps([{"image_id": "x", "category_id": 77}]))
     with pytest.raises(ConfigError, match=r"instances.json: holds category ids \['77'\] this model does not predict"):
         ResultWriter(tmp_path, tiny_model.config, ("instance",))
+
+
+def test_temporary_index_files_of_a_killed_run_are_removed(tmp_path, tiny_model):
+    stale = tmp_path / ".panoptic.json.4242.0a1b2c3d.tmp"
+    stale.write_text("{half")
+    ResultWriter(tmp_path, tiny_model.config, ("panoptic",)).close()
+    assert not stale.exists() and (tmp_path / "panoptic.json").exists()
