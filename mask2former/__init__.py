@@ -4,7 +4,6 @@
 """
 
 from mask2former.build import build_model
-from mask2former.checkpoint import load_model, save_model
 from mask2former.config import ModelConfig
 from mask2former.errors import (
     CheckpointError,
@@ -18,6 +17,7 @@ from mask2former.inference.predictor import Predictor
 from mask2former.modeling import Mask2Former
 from mask2former.presets import PRESETS, get_preset
 from mask2former.structures import Mask2FormerOutput
+from mask2former.weights import load_model, save_model
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,6 @@ before anything is built or loaded, never a silent clamp or a crash deep in a ru
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 from mask2former.errors import ConfigError, brief
+from mask2former.formats import did_you_mean
 
 T = TypeVar("T")
 
@@ -356,9 +356,7 @@ def from_dict(cls: type[T], data: dict[str, Any], _where: str = "") -> T:
     for key, value in data.items():
         where = f"{_where}.{key}" if _where else key
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
-            raise ConfigError(f"unknown config key {brief(where)}{hint}")
+            raise ConfigError(f"unknown config key {brief(where)}{did_you_mean(key, names)}")
         kwargs[key] = _convert(value, hints[key], where)
     return cls(**kwargs)
 
@@ -385,9 +383,9 @@ def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
         parts = dotted.split(".")
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
-                options = list(node) if isinstance(node, dict) else []
-                close = difflib.get_close_matches(part, options, n=1)
-                hint = f"; did you mean {'.'.join(parts[:depth] + [close[0]])!r}?" if close else ""
+                prefix = parts[:depth]
+                options = [".".join([*prefix, o]) for o in node] if isinstance(node, dict) else []
+                hint = did_you_mean(".".join(parts[:depth + 1]), options, fallback="")
                 raise ConfigError(f"unknown config key {brief(dotted)}{hint}")
             if depth == len(parts) - 1:
                 node[part] = value

@@ -1,7 +1,7 @@
 """Key tables from the official (detectron2) and HuggingFace Mask2Former checkpoints to ours.
 
 Pure ``dict -> dict`` functions plus config inference from tensor shapes; strict checking of the
-result against a model happens in :mod:`mask2former.checkpoint`. Our names are the official ones
+result against a model happens in :mod:`mask2former.weights`. Our names are the official ones
 with ``sem_seg_head.pixel_decoder.`` -> ``pixel_decoder.`` and ``sem_seg_head.predictor.`` ->
 ``transformer_decoder.``, except the ResNet, which uses torchvision's names.
 """

@@ -27,7 +27,7 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
     from mask2former.engine.evaluate import run_evaluation
     from mask2former.engine.resume import ResumeConfigError
     from mask2former.engine.train import train
-    from mask2former.inference.predict import predict
+    from mask2former.inference.predict_files import predict_files
     from mask2former.presets import training_recipe
 
     out = Path(output)
@@ -52,7 +52,7 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
     eval_command = f"mask2former eval --checkpoint {checkpoint} --data {data} --output {out / 'eval'}"
     metrics = run_evaluation(checkpoint, data, out / "eval", progress=True, command=eval_command)
     val_images = sorted((data.parent / "images" / "val").iterdir())[:6]
-    predict(checkpoint, val_images, out / "predictions", "all", strict=True)  # our own images: none may fail
+    predict_files(checkpoint, val_images, out / "predictions", "all", strict=True)  # our own images: none may fail
     summary = {"train_command": command, "train_seconds": round(train_seconds, 1), "iterations": config.max_iter,
                "batch_size": config.batch_size, "metrics": metrics}
     if compare:

@@ -9,14 +9,11 @@ in ``mask2former/metadata``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from functools import cache, partial
-from importlib import resources
+from functools import partial
 
 from mask2former.config import (
     BackboneConfig,
-    CategoryInfo,
     ConfigError,
     DecoderConfig,
     InferenceConfig,
@@ -27,20 +24,9 @@ from mask2former.config import (
     SolverConfig,
     TrainConfig,
 )
-
-
-@cache
-def _metadata(name: str) -> dict:
-    path = resources.files("mask2former.metadata") / f"{name}.json"
-    return json.loads(path.read_text())
-
-
-def load_categories(name: str) -> list[CategoryInfo]:
-    """Categories (contiguous order) of a bundled dataset description, e.g. ``"coco_panoptic"``."""
-    return [
-        CategoryInfo(id=int(c["id"]), name=c["name"], isthing=bool(c["isthing"]), color=tuple(c["color"]))
-        for c in _metadata(name)["categories"]
-    ]
+from mask2former.errors import brief
+from mask2former.formats import did_you_mean
+from mask2former.metadata import load_categories
 
 
 def _resnet(depth: int) -> Callable[[str], BackboneConfig]:
@@ -167,11 +153,8 @@ PRESETS.update({"tiny": tiny, "tiny_resnet": tiny_resnet, "demo": demo})
 def get_preset(name: str) -> ModelConfig:
     """``PRESETS[name]()`` with a "did you mean" error for unknown names."""
     if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(PRESETS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `mask2former presets`"
-        raise ConfigError(f"unknown preset {name!r}{hint}")
+        hint = did_you_mean(name, PRESETS, n=3, fallback="; see `mask2former presets`")
+        raise ConfigError(f"unknown preset {brief(name)}{hint}")
     return PRESETS[name]()
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mask2former.formats import IGNORE_LABEL
+
 
 @dataclass
 class Prediction:
@@ -55,7 +57,7 @@ class Target:
         """The segments where ``keep [N]`` is True (same image, same ignore map)."""
         return Target(self.masks[keep], self.labels[keep], self.is_thing[keep], self.iscrowd[keep], self.ignore)
 
-    def semantic_map(self, ignore_value: int = 255) -> torch.Tensor:
+    def semantic_map(self, ignore_value: int = IGNORE_LABEL) -> torch.Tensor:
         """``[H, W]`` int64 label map: each pixel's class (crowd regions included, their class is
         known), ``ignore_value`` where void."""
         h, w = self.ignore.shape

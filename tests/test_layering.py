@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mask2former"
-ABOVE = {"engine", "inference", "compare", "cli", "demo", "checkpoint", "build", "benchmark"}
+ABOVE = {"engine", "inference", "compare", "cli", "demo", "weights", "build", "benchmark", "presets"}
 FORBIDDEN = {
     "modeling": {"losses", "data", "evaluation"} | ABOVE,
     "losses": {"modeling", "data", "evaluation"} | ABOVE,
@@ -41,3 +41,24 @@ def test_nothing_imports_the_cli():
     users = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
              if "cli" in _imports(p) and p.parent.name != "cli" and p.name != "__main__.py"]
     assert not users, users
+
+
+SHARED_FORMATS = {"rgb_to_id", "id_to_rgb", "encode_rle", "bbox_xywh", "did_you_mean"}
+
+
+def test_shared_formats_are_defined_once():
+    """Panoptic ids, RLE, boxes and "did you mean" live in ``formats.py``; a second definition
+    (or a second ``difflib`` matcher) elsewhere would drift from it."""
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "formats.py" and path.parent == PACKAGE:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in SHARED_FORMATS:
+                problems.append(f"{path.relative_to(PACKAGE)} defines {node.name}")
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+                if "difflib" in names:
+                    problems.append(f"{path.relative_to(PACKAGE)} imports difflib")
+    assert not problems, problems

@@ -46,5 +46,5 @@ def test_training_recipes():
 
 
 def test_unknown_preset_suggests():
-    with pytest.raises(ConfigError, match="did you mean r50_coco_panoptic"):
+    with pytest.raises(ConfigError, match="did you mean 'r50_coco_panoptic'"):
         get_preset("r50_coco_panoptik")

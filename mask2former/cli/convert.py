@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mask2former.checkpoint import convert
+    from mask2former.weights import convert
 
     path, model = convert(args.source, args.destination, preset=args.preset)
     n = sum(p.numel() for p in model.parameters())

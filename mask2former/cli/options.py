@@ -5,10 +5,10 @@ failure deep inside a run. argparse prefixes each message with ``argument --name
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 
 from mask2former.errors import brief
+from mask2former.formats import did_you_mean
 
 
 def _integer(text: str, low: int) -> int:
@@ -73,8 +73,7 @@ def preset_name(text: str) -> str:
     from mask2former.presets import PRESETS
 
     if text not in PRESETS:
-        close = difflib.get_close_matches(text, list(PRESETS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `mask2former presets`"
+        hint = did_you_mean(text, PRESETS, n=3, fallback="; see `mask2former presets`")
         raise argparse.ArgumentTypeError(f"unknown preset {brief(text)}{hint}")
     return text
 

@@ -25,9 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mask2former.inference.predict import predict
+    from mask2former.inference.predict_files import predict_files
 
-    report = predict(args.checkpoint, args.input, args.output, args.task, preset=args.preset, device=args.device,
+    report = predict_files(args.checkpoint, args.input, args.output, args.task, preset=args.preset, device=args.device,
                      batch_size=args.batch_size, overlays=not args.no_overlays,
                      score_threshold=args.score_threshold, strict=args.strict, progress=True)
     if report.failed:

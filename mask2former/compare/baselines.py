@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mask2former.data.transforms import inference_size, resize_image
+from mask2former.formats import IGNORE_LABEL
 from mask2former.inference.postprocess import masks_to_boxes
 from mask2former.structures import InstanceResult, PanopticResult, Segment, SemanticResult, Target
 
@@ -127,9 +128,9 @@ class DeepLabAdapter:
         labels = torch.full((len(images), h, w), 255, dtype=torch.long)
         for k, (image, target) in enumerate(zip(images, targets)):
             batch[k, :, : image.shape[1], : image.shape[2]] = image.float()
-            labels[k, : image.shape[1], : image.shape[2]] = target.semantic_map(255)
+            labels[k, : image.shape[1], : image.shape[2]] = target.semantic_map(IGNORE_LABEL)
         logits = self.model(_normalise(batch))["out"]
-        return {"loss_ce": F.cross_entropy(logits, labels, ignore_index=255)}
+        return {"loss_ce": F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)}
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray) -> SemanticResult:

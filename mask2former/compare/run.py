@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from mask2former.benchmark import Cost, measure
-from mask2former.checkpoint import load_model
 from mask2former.compare.baselines import (
     DeepLabAdapter,
     MaskRCNNAdapter,
@@ -33,6 +32,7 @@ from mask2former.engine.evaluate import TaskEvaluators, metric_rules, tasks_for
 from mask2former.engine.train import adopt_dataset, train
 from mask2former.inference.predictor import Predictor
 from mask2former.structures import ImageResult
+from mask2former.weights import load_model
 
 logger = logging.getLogger("mask2former")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mask2former import presets
+from mask2former import metadata
 from mask2former.config import CategoryInfo
 from mask2former.data.datasets import (
     DatasetError,
@@ -76,7 +76,7 @@ def _label_index(values: np.ndarray) -> np.ndarray:
 def cityscapes_categories() -> list[CategoryInfo]:
     """The 19 evaluated classes in trainId order (``id`` = labelId) from the bundled metadata."""
     try:
-        return presets.load_categories("cityscapes")
+        return metadata.load_categories("cityscapes")
     except FileNotFoundError as e:
         raise DatasetError("mask2former/metadata/cityscapes.json", f"bundled metadata missing ({e})") from None
 

@@ -19,11 +19,11 @@ from mask2former.data.datasets import (
     DatasetSplit,
     class_count_problem,
     default_color,
-    did_you_mean,
     duplicates,
 )
 from mask2former.data.files import NOT_FOUND, expand_user, path_problem
 from mask2former.errors import brief
+from mask2former.formats import IGNORE_LABEL, did_you_mean
 from mask2former.safe_yaml import load_yaml_file
 
 FORMATS = ("coco_panoptic", "coco_instances", "semantic", "cityscapes", "lvis", "folder")
@@ -57,7 +57,7 @@ class DataConfig:
     splits: dict[str, dict[str, Path]]
     classes: list[CategoryInfo] | None = None
     num_classes: int | None = None
-    ignore_label: int = 255
+    ignore_label: int = IGNORE_LABEL
     reduce_zero_label: bool = False
     mask_values: dict[int, int] | None = None
     source: Path | None = None

@@ -10,7 +10,6 @@ is checked in ``load``. Every error is a ``DatasetError`` naming the file and th
 from __future__ import annotations
 
 import colorsys
-import difflib
 import json
 import os
 from collections import Counter
@@ -288,19 +287,6 @@ def default_color(index: int) -> tuple[int, int, int]:
     """A distinct, stable colour per class index (golden-ratio hues) for files without colours."""
     r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.65 + 0.35 * (index % 2), 0.95)
     return int(r * 255), int(g * 255), int(b * 255)
-
-
-def did_you_mean(key: Any, options: Iterable[str]) -> str:
-    """"; did you mean 'x'?" for a near miss, else the options; a key that is not a short string
-    (a list, a 10 MB string) gets only the options."""
-    options = [str(o) for o in options]
-    if isinstance(key, str) and len(key) <= 100:
-        prefixed = [o for o in options if key and (o.startswith(key) or key.startswith(o))]  # "val" -> "validation"
-        close = prefixed[:1] or difflib.get_close_matches(key, options, n=1)
-        if close:
-            return f"; did you mean {close[0]!r}?"
-    shown = options[:20]
-    return f"; expected one of: {', '.join(shown)}{' ...' if len(options) > len(shown) else ''}"
 
 
 def duplicates(values: Iterable[Any]) -> list[Any]:

@@ -15,6 +15,7 @@ import numpy as np
 from mask2former.config import CategoryInfo
 from mask2former.data.datasets import DatasetError, DatasetSplit, Problems, Record, read_label_map
 from mask2former.data.semantic import VOID, LabelMapDecoder, match_records
+from mask2former.formats import IGNORE_LABEL
 
 PROBE = 4  # masks read at build time to catch binary 0/255 masks read as "class 0 + void"
 
@@ -59,7 +60,7 @@ def _table(classes: list[CategoryInfo], ignore_label: int, mask_values: dict[int
     return table
 
 
-def read_folder(images: str | Path, masks: str | Path, *, classes: list[CategoryInfo], ignore_label: int = 255,
+def read_folder(images: str | Path, masks: str | Path, *, classes: list[CategoryInfo], ignore_label: int = IGNORE_LABEL,
                 mask_values: dict[int, int] | None = None, name: str = "", skip_bad: bool = False) -> DatasetSplit:
     """Images + label masks matched by stem. Category ids are the pixel values that mean each
     class in the files (the class index, or its smallest key in ``mask_values``)."""

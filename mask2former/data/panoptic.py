@@ -35,15 +35,10 @@ from mask2former.data.datasets import (
 )
 from mask2former.data.files import NOT_FOUND
 from mask2former.errors import brief
+from mask2former.formats import rgb_to_id
 from mask2former.structures import Target
 
 MAX_SEGMENT_ID = 256**3 - 1  # the largest id an RGB pixel can hold
-
-
-def rgb_to_id(png: np.ndarray) -> np.ndarray:
-    """``[H, W]`` int64 segment ids of an ``[H, W, 3]`` panoptic PNG."""
-    png = png.astype(np.int64)
-    return png[..., 0] + 256 * png[..., 1] + 65536 * png[..., 2]
 
 
 @dataclass

@@ -28,6 +28,7 @@ from mask2former.data.datasets import (
 )
 from mask2former.data.files import scan_files
 from mask2former.data.image import IMAGE_SUFFIXES
+from mask2former.formats import IGNORE_LABEL
 from mask2former.structures import Target
 
 VOID, INVALID = -1, -2  # class values in a mapped label map
@@ -140,7 +141,7 @@ def _lut(table: dict[int, int], size: int) -> np.ndarray:
 
 
 def read_semantic(images: str | Path, masks: str | Path, *, classes: list[CategoryInfo] | None = None,
-                  num_classes: int | None = None, ignore_label: int = 255, reduce_zero_label: bool = False,
+                  num_classes: int | None = None, ignore_label: int = IGNORE_LABEL, reduce_zero_label: bool = False,
                   name: str = "", skip_bad: bool = False) -> DatasetSplit:
     """Image folder + label PNG folder. Without ``classes``, ``num_classes`` stuff classes named
     ``class_<i>``. Category ids are the pixel values in the files (``i + 1`` with

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 from PIL import Image
-from pycocotools import mask as mask_utils
+
+from mask2former.formats import IGNORE_LABEL, bbox_xywh, encode_rle, id_to_rgb
 
 # (id, name, isthing, colour for visualisation); contiguous class index = position in this list
 CATEGORIES: list[tuple[int, str, bool, tuple[int, int, int]]] = [
@@ -45,7 +46,7 @@ THING_COLOURS = {CIRCLE: ((-30.0, 15.0), (0.55, 0.95), (0.55, 0.95)),
                  SQUARE: ((95.0, 155.0), (0.55, 0.95), (0.45, 0.9)),
                  TRIANGLE: ((255.0, 305.0), (0.45, 0.9), (0.5, 0.95))}
 MIN_THING_AREA = 40  # smaller visible remnants become void
-VOID = 255
+VOID = IGNORE_LABEL
 
 
 @dataclass
@@ -175,10 +176,6 @@ def _bbox(mask: np.ndarray) -> list[int]:
     return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
-def _id_to_rgb(segment_ids: np.ndarray) -> np.ndarray:
-    return np.stack([segment_ids % 256, segment_ids // 256 % 256, segment_ids // 65536], -1).astype(np.uint8)
-
-
 def _write_split(root: Path, split: str, num_images: int, seed: int, sizes: Sequence[tuple[int, int]]) -> None:
     """Images, the three label formats and both JSON files of one split."""
     for sub in ("images", "panoptic", "semantic"):
@@ -191,7 +188,7 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, sizes: Sequ
         scene = make_scene(rng, height, width)
         stem, image_id = f"{index:06d}", index + 1
         Image.fromarray(scene.image).save(root / "images" / split / f"{stem}.png")
-        Image.fromarray(_id_to_rgb(scene.segment_ids)).save(root / "panoptic" / split / f"{stem}.png")
+        Image.fromarray(id_to_rgb(scene.segment_ids)).save(root / "panoptic" / split / f"{stem}.png")
         semantic = np.full((height, width), VOID, dtype=np.uint8)
         segments_info = []
         for seg_id, cls in scene.segments:
@@ -201,10 +198,8 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, sizes: Sequ
             segments_info.append({"id": seg_id, "category_id": cat_id, "iscrowd": 0, "bbox": _bbox(mask),
                                   "area": int(mask.sum())})
             if CATEGORIES[cls][2]:
-                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
                 inst_anns.append({"id": len(inst_anns) + 1, "image_id": image_id, "category_id": cat_id,
-                                  "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
-                                  "area": int(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                                  "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": bbox_xywh(mask),
                                   "iscrowd": 0})
         Image.fromarray(semantic).save(root / "semantic" / split / f"{stem}.png")
         images.append({"id": image_id, "file_name": f"{stem}.png", "height": height, "width": width})

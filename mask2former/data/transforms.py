@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from mask2former.errors import ImageError
+from mask2former.formats import IGNORE_LABEL
 from mask2former.structures import Target
 
 
@@ -160,7 +161,7 @@ def _category_crop(semantic: np.ndarray, rows: np.ndarray, cols: np.ndarray, siz
 
 def resize_crop_semantic(image: np.ndarray, target: Target, rng: np.random.Generator, *, base_size: int,
                          crop_size: int | Sequence[int], min_ratio: float = 0.5, max_ratio: float = 2.0,
-                         cat_max_ratio: float = 1.0, ignore_label: int = 255) -> tuple[np.ndarray, Target]:
+                         cat_max_ratio: float = 1.0, ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, Target]:
     """The official semantic (ADE20K / Cityscapes / Mapillary) recipe: ResizeShortestEdge then
     RandomCrop_CategoryAreaConstraint, padded bottom/right to ``crop_size`` (padding = ignore).
 

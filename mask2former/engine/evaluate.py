@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mask2former.atomic_files import write_json_atomic
 from mask2former.config import CategoryInfo
 from mask2former.data.datasets import Record, read_label_map
 from mask2former.errors import ConfigError, DatasetError, brief
+from mask2former.formats import IGNORE_LABEL, bbox_xywh, encode_rle
 from mask2former.inference.predictor import Predictor
-from mask2former.inference.writers import bbox_xywh, encode_rle, write_json_atomic
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult, Target
 
@@ -62,7 +63,7 @@ class TaskEvaluators:
         self.ids = [c.id for c in self.categories]
         self.tasks = tuple(tasks)
         cityscapes = data_format == "cityscapes"
-        self.semantic = (SemanticEvaluator(len(self.categories), ignore_label=255,
+        self.semantic = (SemanticEvaluator(len(self.categories), ignore_label=IGNORE_LABEL,
                                            class_names=[c.name for c in self.categories],
                                            convention="cityscapes" if cityscapes else "detectron2")
                          if "semantic" in tasks else None)
@@ -81,7 +82,7 @@ class TaskEvaluators:
         """Score one image; ``record`` (the dataset's) is needed for Cityscapes instance AP."""
         h, w = target.ignore.shape
         if self.semantic is not None and result.semantic is not None:
-            self.semantic.update(result.semantic.labels.cpu().numpy(), target.semantic_map(255).numpy())
+            self.semantic.update(result.semantic.labels.cpu().numpy(), target.semantic_map(IGNORE_LABEL).numpy())
         if self.panoptic is not None and result.panoptic is not None:
             gt_ids = np.zeros((h, w), dtype=np.int64)
             gt_segments = []
@@ -206,10 +207,10 @@ def run_evaluation(checkpoint: str | os.PathLike, data: str | os.PathLike, outpu
     """``mask2former eval``: score a checkpoint on a dataset split for every task both the model
     and the annotations allow; with ``output``, write the predictions in the community formats,
     ``metrics.json`` and ``report.md``. Under torchrun the images are shared out across processes."""
-    from mask2former.checkpoint import load_model
     from mask2former.data.data_yaml import build_split, load_data_config
     from mask2former.engine import distributed as dist
     from mask2former.inference.writers import ResultWriter
+    from mask2former.weights import load_model
 
     multi = dist.init_from_env(device)
     data_config = load_data_config(data)

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 import yaml
 
+from mask2former.atomic_files import remove_stale_temp_files
 from mask2former.build import build_model
-from mask2former.checkpoint import load_state_strict, read_checkpoint, remove_stale_temp_files, save_model
 from mask2former.config import TrainConfig, to_dict
 from mask2former.data.data_yaml import build_split, load_data_config
 from mask2former.data.datasets import DatasetSplit
@@ -30,21 +30,22 @@ from mask2former.data.loader import IterationBatchSampler, LoadFailure, Training
 from mask2former.data.transforms import build_train_transform
 from mask2former.device import resolve_device
 from mask2former.engine import distributed as dist
-from mask2former.engine.checkpoint import (
-    load_training_state,
-    prune_checkpoints,
-    save_training_state,
-    set_rng_state,
-)
 from mask2former.engine.evaluate import evaluate, tasks_for
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from mask2former.engine.resume import architecture_error, check_resume
 from mask2former.engine.run_logger import RunLogger
 from mask2former.engine.skip_guard import SkipGuard
+from mask2former.engine.train_state import (
+    load_training_state,
+    prune_checkpoints,
+    save_training_state,
+    set_rng_state,
+)
 from mask2former.errors import CheckpointError, ConfigError, TrainingError, brief
 from mask2former.folder_lock import folder_lock
 from mask2former.losses import build_criterion
 from mask2former.structures import Target
+from mask2former.weights import load_state_strict, read_checkpoint, save_model
 
 logger = logging.getLogger("mask2former")
 

@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mask2former.errors import DatasetError
+from mask2former.formats import rgb_to_id
+
 OFFSET = 256 * 256 * 256
 VOID = 0
 
@@ -117,12 +120,13 @@ class PanopticEvaluator:
         return result
 
 
-def _rgb_to_id(path: Path) -> np.ndarray:
+def _read_panoptic_png(path: Path) -> np.ndarray:
     try:
-        rgb = np.asarray(Image.open(path).convert("RGB")).astype(np.uint32)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read panoptic PNG ({e})") from None
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a broken file
+        raise DatasetError(path, f"cannot read panoptic PNG ({type(e).__name__}: {e})") from None
+    return rgb_to_id(rgb)
 
 
 def pq_from_files(gt_json: str | os.PathLike, gt_folder: str | os.PathLike, pred_json: str | os.PathLike,
@@ -142,8 +146,8 @@ def pq_from_files(gt_json: str | os.PathLike, gt_folder: str | os.PathLike, pred
         if ann["image_id"] not in predictions:
             raise ValueError(f"{pred_json}: no prediction for image {ann['image_id']}")
         p = predictions[ann["image_id"]]
-        gt_ids = _rgb_to_id(Path(gt_folder) / ann["file_name"])
-        pred_ids = _rgb_to_id(Path(pred_folder) / p["file_name"])
+        gt_ids = _read_panoptic_png(Path(gt_folder) / ann["file_name"])
+        pred_ids = _read_panoptic_png(Path(pred_folder) / p["file_name"])
         evaluator.update(gt_ids, ann["segments_info"], pred_ids, p["segments_info"],
                          source=str(Path(pred_folder) / p["file_name"]))
     return evaluator.compute()

@@ -17,7 +17,6 @@ import contextlib
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,34 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mask2former.checkpoint import remove_stale_temp_files
+from mask2former.atomic_files import remove_stale_temp_files, write_json_atomic
 from mask2former.config import ModelConfig
 from mask2former.errors import ConfigError, brief
 from mask2former.folder_lock import FolderLock
+from mask2former.formats import bbox_xywh, encode_rle, id_to_rgb
 from mask2former.inference.visualize import overlay, palette
 from mask2former.structures import ImageResult
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG encoding: id = R + 256 G + 256^2 B."""
-    ids = ids.astype(np.uint32)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO RLE of a binary ``[H, W]`` mask, with ``counts`` as a string (JSON-ready)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def bbox_xywh(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
 
 def image_id_for(stem: str) -> int | str:
@@ -69,22 +47,6 @@ def check_score_threshold(value: float) -> float:
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
         raise ConfigError(f"score threshold: expected a number in [0, 1], got {brief(value)}")
     return number
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``: a reader (or a
-    run that dies half-way) sees the old file or the new one, never a truncated one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def save_semantic_png(labels: np.ndarray, path: str | os.PathLike) -> None:

@@ -64,7 +64,7 @@ def _usage_error(capsys, argv: list[str]) -> str:
         (["train", "--iters", "0"], "mask2former train: error: argument --iters: expected an integer >= 1, got '0'"),
         (["train", "--iters", "1e3"], "argument --iters: expected an integer >= 1, got '1e3'"),
         (["train", "--preset", "r50_coco_panoptik"], "argument --preset: unknown preset 'r50_coco_panoptik'; did you "
-                                                     "mean r50_coco_panoptic"),
+                                                     "mean 'r50_coco_panoptic'"),
         (["eval", "--checkpoint", "c.pt", "--data", "d.yaml", "--batch-size", "0"],
          "mask2former eval: error: argument --batch-size: expected an integer >= 1, got '0'"),
         (["eval", "--checkpoint", "c.pt", "--data", "d.yaml", "--preset", "demoo"], "argument --preset: unknown "

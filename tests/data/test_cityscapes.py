@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask2former import presets
+from mask2former import metadata
 from mask2former.config import CategoryInfo
 from mask2former.data.cityscapes import read_cityscapes
 from mask2former.data.data_yaml import build_split
@@ -30,9 +30,9 @@ def categories(monkeypatch) -> list[CategoryInfo]:
     """The bundled metadata must agree with cityscapesscripts; without it the table stands in."""
     table = [CategoryInfo(id=i, name=n, isthing=t) for i, n, t in TRAIN_ID_TABLE]
     try:
-        bundled = presets.load_categories("cityscapes")
+        bundled = metadata.load_categories("cityscapes")
     except FileNotFoundError:
-        monkeypatch.setattr(presets, "load_categories", lambda name: table)
+        monkeypatch.setattr(metadata, "load_categories", lambda name: table)
         return table
     assert [(c.id, c.name, c.isthing) for c in bundled] == TRAIN_ID_TABLE
     return bundled

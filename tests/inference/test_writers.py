@@ -11,9 +11,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from mask2former import Predictor
+from mask2former.atomic_files import write_json_atomic
 from mask2former.errors import ConfigError
 from mask2former.folder_lock import FolderBusyError
-from mask2former.inference.writers import ResultWriter, id_to_rgb, write_json_atomic
+from mask2former.formats import id_to_rgb
+from mask2former.inference.writers import ResultWriter
 from tests.conftest import random_image
 
 

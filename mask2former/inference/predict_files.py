@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mask2former.checkpoint import load_model
 from mask2former.data.image import list_images, read_image
 from mask2former.device import resolve_device
 from mask2former.errors import Mask2FormerError
 from mask2former.inference.predictor import Predictor, check_batch_size, parse_tasks
 from mask2former.inference.writers import ResultWriter, check_score_threshold
+from mask2former.weights import load_model
 
 logger = logging.getLogger("mask2former")
 
@@ -68,7 +68,7 @@ def _reason(error: Mask2FormerError, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def predict(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
+def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
             task: str | Sequence[str] = "panoptic", *, preset: str | None = None, device: str = "cpu",
             batch_size: int = 1, overlays: bool = True, score_threshold: float = 0.5, strict: bool = False,
             progress: bool = False) -> PredictionReport:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from mask2former import save_model
 from mask2former.errors import ConfigError, ImageError
-from mask2former.inference.predict import PredictionReport, predict
+from mask2former.inference.predict_files import PredictionReport, predict_files
 from mask2former.inference.predictor import Predictor
 from tests.conftest import random_image
 
@@ -32,7 +32,7 @@ def images(tmp_path):
 
 def test_returns_what_was_written_and_what_failed(tmp_path, checkpoint, images):
     out = tmp_path / "out"
-    report = predict(checkpoint, [images], out, "panoptic", batch_size=3, overlays=False)
+    report = predict_files(checkpoint, [images], out, "panoptic", batch_size=3, overlays=False)
     assert isinstance(report, PredictionReport) and report.output == out
     assert report.total == 5 and not report.ok
     assert report.written == [images / f"img{i}.png" for i in range(4)]
@@ -43,14 +43,14 @@ def test_returns_what_was_written_and_what_failed(tmp_path, checkpoint, images):
     pan = json.loads((out / "panoptic.json").read_text())
     assert [i["file_name"] for i in pan["images"]] == [f"img{i}.png" for i in range(4)]
 
-    good = predict(checkpoint, [images / "img0.png"], tmp_path / "out2", "semantic", overlays=False)
+    good = predict_files(checkpoint, [images / "img0.png"], tmp_path / "out2", "semantic", overlays=False)
     assert good.ok and good.written == [images / "img0.png"] and good.failed == []
 
 
 def test_strict_raises_the_first_bad_image(tmp_path, checkpoint, images):
     out = tmp_path / "out"
     with pytest.raises(ImageError, match="img1b.png: not an image"):
-        predict(checkpoint, [images], out, "panoptic", strict=True, overlays=False)
+        predict_files(checkpoint, [images], out, "panoptic", strict=True, overlays=False)
     pan = json.loads((out / "panoptic.json").read_text())
     assert [i["file_name"] for i in pan["images"]] == ["img0.png", "img1.png"]  # sorted: img1b after img1
     assert sorted(p.name for p in (out / "panoptic").iterdir()) == ["img0.png", "img1.png"]
@@ -62,7 +62,7 @@ def test_bad_options_fail_before_the_model_loads(tmp_path, images, option, value
     if option == "device" and __import__("torch").cuda.device_count() > 99:
         pytest.skip("this machine has 100 GPUs")
     with pytest.raises(ConfigError):  # a checkpoint that does not exist would be a CheckpointError
-        predict(tmp_path / "missing.pt", [images], tmp_path / "out", **{option: value})
+        predict_files(tmp_path / "missing.pt", [images], tmp_path / "out", **{option: value})
     assert not (tmp_path / "out").exists()
 
 
@@ -79,14 +79,14 @@ def test_a_fault_mid_run_is_not_swallowed_and_the_index_matches_the_files(tmp_pa
     monkeypatch.setattr(Predictor, "predict_batch", out_of_memory_on_the_third_batch)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="out of memory"):
-        predict(checkpoint, [images], out, "all", overlays=False)
+        predict_files(checkpoint, [images], out, "all", overlays=False)
     pan = json.loads((out / "panoptic.json").read_text())
     assert [i["id"] for i in pan["images"]] == ["img0", "img1"]
     assert sorted({r["image_id"] for r in json.loads((out / "instances.json").read_text())}) == ["img0", "img1"]
     assert sorted(p.name for p in (out / "panoptic").iterdir()) == ["img0.png", "img1.png"]
     # and the folder is free again: the next run merges into that index
     monkeypatch.setattr(Predictor, "predict_batch", real)
-    assert predict(checkpoint, [images / "img3.png"], out, "all", overlays=False).ok
+    assert predict_files(checkpoint, [images / "img3.png"], out, "all", overlays=False).ok
     pan = json.loads((out / "panoptic.json").read_text())
     assert [i["id"] for i in pan["images"]] == ["img0", "img1", "img3"]
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from mask2former import build_model, get_preset, load_model, save_model
-from mask2former.checkpoint import CheckpointError, atomic_write, load_state_strict
+from mask2former.atomic_files import atomic_write
 from mask2former.convert import config_from_state, convert_official_state_dict
+from mask2former.weights import CheckpointError, load_state_strict
 from tests.hf_reference import make_hf_model
 from tests.official_layout import official_keys, to_official
 
@@ -247,7 +248,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(full_disk)
 
 
 def test_stale_temporary_files_are_removed(tmp_path, tiny_model):
-    from mask2former.checkpoint import remove_stale_temp_files
+    from mask2former.atomic_files import remove_stale_temp_files
 
     (tmp_path / ".last.pt.1a2b3c4d.tmp").write_bytes(b"x" * 100)
     (tmp_path / ".model_0000010.pt.k2j3h4gx.tmp").write_bytes(b"x")  # mkstemp's names (older versions)

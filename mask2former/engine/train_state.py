@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mask2former.checkpoint import FORMAT, VERSION, atomic_write, digest, read_torch_file, verify_digest
+from mask2former.atomic_files import atomic_write
 from mask2former.config import to_dict
 from mask2former.errors import CheckpointError
+from mask2former.weights import FORMAT, VERSION, digest, read_torch_file, verify_digest
 
 TRAINING_KEYS = ("train_config", "optimizer", "scheduler", "scaler", "iteration", "rng", "extra")
 

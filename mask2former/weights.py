@@ -7,20 +7,19 @@ does not fit the model exactly fails with the missing, unexpected and mis-shaped
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
-import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
+from mask2former.atomic_files import atomic_write
 from mask2former.build import build_model
 from mask2former.config import ModelConfig, from_dict, to_dict
 from mask2former.convert import (
@@ -42,78 +41,6 @@ VERSION = 2  # 2: the weights and config carry a sha256 checksum
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Run ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
-    over ``path``: a crash or a full disk mid-write leaves the previous file intact.
-
-    The file gets the mode the user's umask gives a new file (not mkstemp's 0600); writers get a
-    Python file object so that a full disk surfaces as ``OSError(ENOSPC)`` naming ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    except Exception as e:
-        cause = _os_error_in_chain(e)
-        if cause is not None and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(cause.errno, "No space left on device (the previous file, if any, is unchanged)",
-                          str(path)) from None
-        if isinstance(e, OSError) and e.errno is not None and e.filename is not None:
-            raise OSError(e.errno, e.strerror, str(path)) from None  # name the file the user knows, not the temp
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _os_error_in_chain(error: BaseException) -> OSError | None:
-    """The operating system's error behind ``error``: torch's writer reports a full disk as a
-    RuntimeError raised while cleaning up after the real ``OSError(ENOSPC)``."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno is not None:
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (a power cut after ``os.replace`` could otherwise undo it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-_TEMP_NAME = re.compile(r"^\..+\.[0-9a-z_]+\.tmp$")
-
-
-def remove_stale_temp_files(folder: str | os.PathLike) -> int:
-    """Delete the temporary files a killed ``atomic_write`` left in ``folder``; returns how many.
-    Call only while no other writer uses the folder (training holds its output folder's lock)."""
-    removed = 0
-    for tmp in Path(folder).glob(".*.tmp"):
-        if _TEMP_NAME.match(tmp.name) and tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def _feed(h: Any, value: Any) -> None:
@@ -288,10 +215,9 @@ def _adopt_known_categories(config: ModelConfig) -> None:
     """HF configs carry class names only; when they are a bundled dataset's names, take its ids and
     thing flags (needed by panoptic post-processing) too."""
     names = [c.name for c in config.categories]
-    from mask2former.presets import load_categories
+    from mask2former.metadata import DATASETS, load_categories
 
-    for meta in ("coco_panoptic", "coco_instance", "ade20k_semantic", "ade20k_instance", "cityscapes",
-                 "cityscapes_instance", "mapillary_vistas"):
+    for meta in DATASETS:
         try:
             known = load_categories(meta)
         except FileNotFoundError:
