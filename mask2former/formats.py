@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+TASKS = ("semantic", "instance", "panoptic")  # what one model predicts; every command names them so
 IGNORE_LABEL = 255  # void in semantic label maps, read and written (ADE20K, Cityscapes trainIds, detectron2)
 PANOPTIC_VOID_ID = 0  # segment id 0 in a COCO panoptic PNG: no segment, not scored
 

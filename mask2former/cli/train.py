@@ -36,10 +36,15 @@ def build_config(args: argparse.Namespace):
     """The preset's recipe with ``--iters``, ``--batch-size`` and ``--set`` applied, validated: an
     out-of-range value fails here, naming its key, before any data or model is loaded."""
     from mask2former.config import apply_overrides, parse_overrides
+    from mask2former.errors import ConfigError
     from mask2former.presets import training_recipe
 
     config = training_recipe(args.preset)
     overrides = parse_overrides(args.set)
+    for key in ("model.num_classes", "model.categories"):
+        if key in overrides:
+            raise ConfigError(f"--set {key}: the classes come from the dataset (DATA.yaml's annotations or its "
+                              "'classes:'); change them there, not here")
     if args.iters is not None:
         overrides["max_iter"] = args.iters
     if args.batch_size is not None:

@@ -86,7 +86,7 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     train_split, val_split = build_split(data_config, "train"), build_split(data_config, "val")
     categories = val_split.categories
     tasks = tasks_for(data_config.format, categories)
-    adopt_dataset(config, train_split, data_config.format)
+    config = adopt_dataset(config, train_split, data_config.format)
     inference = config.model.inference
     thing_flags = [c.isthing for c in categories]
     thing_classes = [i for i, flag in enumerate(thing_flags) if flag]

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from mask2former.engine.train_state import (
 )
 from mask2former.errors import CheckpointError, ConfigError, TrainingError, brief
 from mask2former.folder_lock import folder_lock
+from mask2former.formats import TASKS
 from mask2former.losses import build_criterion
 from mask2former.structures import Target
 from mask2former.weights import load_state_strict, read_checkpoint, save_model
@@ -90,16 +92,23 @@ def _amp_context(amp: str, device: torch.device) -> tuple[contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype), scaler
 
 
-def adopt_dataset(config: TrainConfig, split: DatasetSplit, data_format: str) -> None:
-    """The model predicts the dataset's classes; its evaluation flags follow what the
-    annotations allow (semantic label maps cannot teach instances)."""
-    config.model.categories = list(split.categories)
-    config.model.num_classes = len(split.categories)
-    tasks = tasks_for(data_format, split.categories)
-    inf = config.model.inference
-    inf.semantic_on, inf.instance_on, inf.panoptic_on = ("semantic" in tasks, "instance" in tasks,
-                                                         "panoptic" in tasks)
-    config.model.dataset = config.model.dataset or data_format
+def adopt_dataset(config: TrainConfig, split: DatasetSplit, data_format: str) -> TrainConfig:
+    """A copy of ``config`` whose model predicts the dataset's classes. The annotations can only
+    narrow the evaluation flags (semantic label maps cannot score instances); a task the config
+    switched off (``--set model.inference.panoptic_on=false``) stays off."""
+    allowed = tasks_for(data_format, split.categories)
+    inference = config.model.inference
+    flags = {f"{task}_on": getattr(inference, f"{task}_on") and task in allowed for task in TASKS}
+    narrowed = [task for task in TASKS if getattr(inference, f"{task}_on") and task not in allowed]
+    if narrowed:
+        logger.info("the %s annotations cannot score %s: %s off", data_format, " or ".join(narrowed),
+                    "it is" if len(narrowed) == 1 else "they are")
+    if not any(flags.values()):
+        raise ConfigError(f"nothing to evaluate: the {data_format} annotations score {', '.join(allowed)}, which "
+                          "the config's model.inference flags switch off")
+    model = replace(config.model, categories=list(split.categories), num_classes=len(split.categories),
+                    inference=replace(inference, **flags), dataset=config.model.dataset or data_format)
+    return replace(config, model=model)
 
 
 def initialise_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
@@ -155,8 +164,7 @@ def _train_locked(config: TrainConfig, data: str | os.PathLike, out: Path, dev: 
     data_config = load_data_config(data)
     train_split = build_split(data_config, "train", skip_bad=skip_bad)
     val_split = build_split(data_config, "val", skip_bad=skip_bad) if "val" in data_config.splits else None
-    adopt_dataset(config, train_split, data_config.format)
-    config.validate()
+    config = adopt_dataset(config, train_split, data_config.format).validate()
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)

@@ -17,11 +17,11 @@ from mask2former.data.image import ImageError, read_image, to_rgb
 from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
 from mask2former.errors import ConfigError, Mask2FormerError, brief
+from mask2former.formats import TASKS
 from mask2former.inference import postprocess as pp
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult
 
-TASKS = ("semantic", "instance", "panoptic")
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 OnError = Callable[[int, Mask2FormerError], None]
 

@@ -129,3 +129,39 @@ def test_two_processes_equal_one(tmp_path, data):
     worst = max((one[k] - two[k]).abs().max().item() for k in one)
     assert worst < 1e-5, worst
     assert not (tmp_path / "two" / "checkpoints" / "last.pt.tmp").exists()
+
+
+def test_adopting_the_dataset_returns_a_new_config_and_keeps_switched_off_tasks(data):
+    from mask2former.data.data_yaml import build_split
+    from mask2former.engine.train import adopt_dataset
+    from mask2former.presets import training_recipe
+
+    config = training_recipe("tiny")
+    config.model.inference.panoptic_on = False  # what --set model.inference.panoptic_on=false does
+    before = repr(config)
+    adopted = adopt_dataset(config, build_split(data, "train"), "coco_panoptic")
+    assert repr(config) == before  # the caller's config is untouched
+    inference = adopted.model.inference
+    assert (inference.semantic_on, inference.instance_on, inference.panoptic_on) == (True, True, False)
+    assert adopted.model.num_classes == 6 and len(adopted.model.categories) == 6
+
+
+def test_the_dataset_narrows_the_tasks_it_cannot_score(tmp_path, data):
+    from mask2former.data.data_yaml import build_split
+    from mask2former.engine.train import adopt_dataset
+    from mask2former.presets import training_recipe
+
+    root = data.parent
+    semantic = {"format": "semantic", "num_classes": 6,
+                "train": {"images": str(root / "images" / "train"), "masks": str(root / "semantic" / "train")}}
+    path = tmp_path / "semantic.yaml"
+    path.write_text(yaml.safe_dump(semantic))
+    adopted = adopt_dataset(training_recipe("tiny"), build_split(path, "train"), "semantic")
+    inference = adopted.model.inference
+    assert (inference.semantic_on, inference.instance_on, inference.panoptic_on) == (True, False, False)
+
+
+def test_class_count_overrides_are_refused_naming_where_classes_come_from(tmp_path, data, capsys):
+    assert _train(data, tmp_path / "run", "--iters", "1", "--set", "model.num_classes=3") == 1
+    err = capsys.readouterr().err
+    assert "--set model.num_classes: the classes come from the dataset" in err
