@@ -190,25 +190,35 @@ class InferenceConfig:
 
     min_size: int = 800
     max_size: int = 1333
-    size_divisibility: int = 32
     object_mask_threshold: float = 0.8
     overlap_threshold: float = 0.8
     topk_per_image: int = 100
     semantic_on: bool = True
     instance_on: bool = True
     panoptic_on: bool = True
-    pixel_mean: tuple[float, float, float] = (123.675, 116.280, 103.530)
-    pixel_std: tuple[float, float, float] = (58.395, 57.120, 57.375)
 
     def check(self, where: str) -> None:
         _int(f"{where}.min_size", self.min_size, 1)
         if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < self.min_size:
             _fail(f"{where}.max_size", f"an integer >= {where}.min_size ({self.min_size})", self.max_size)
-        _int(f"{where}.size_divisibility", self.size_divisibility, 1)
         _real(f"{where}.object_mask_threshold", self.object_mask_threshold, 0, 1)
         _real(f"{where}.overlap_threshold", self.overlap_threshold, 0, 1)
         _int(f"{where}.topk_per_image", self.topk_per_image, 1)
-        for name, low in (("pixel_mean", None), ("pixel_std", 0)):
+
+
+@dataclass
+class PixelConfig:
+    """How images become the model's ``pixel_values``, the same in training and inference:
+    ``(pixel - mean) / std`` per channel, then zero-padded (after normalising, as the reference
+    does) to a multiple of ``size_divisibility`` (the coarsest feature stride)."""
+
+    mean: tuple[float, ...] = (123.675, 116.280, 103.530)  # ImageNet, on the 0-255 scale (RGB)
+    std: tuple[float, ...] = (58.395, 57.120, 57.375)
+    size_divisibility: int = 32
+
+    def check(self, where: str) -> None:
+        _int(f"{where}.size_divisibility", self.size_divisibility, 1)
+        for name, low in (("mean", None), ("std", 0)):
             values = getattr(self, name)
             _sequence(f"{where}.{name}", values, 3, "numbers (R, G, B)")
             for i, v in enumerate(values):
@@ -233,6 +243,9 @@ class CategoryInfo:
             _int(f"{where}.color[{i}]", v, 0, 255)
 
 
+_MOVED_TO_PIXELS = {"pixel_mean": "mean", "pixel_std": "std", "size_divisibility": "size_divisibility"}
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model and run it the way it was trained."""
@@ -243,15 +256,30 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pixels: PixelConfig = field(default_factory=PixelConfig)
     categories: list[CategoryInfo] = field(default_factory=list)
     dataset: str = ""
+
+    @staticmethod
+    def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+        """A stored config of an earlier layout, in today's: checkpoints written before the pixel
+        settings had their own section kept them in ``inference`` (``pixel_mean`` ...)."""
+        inference = data.get("inference")
+        if isinstance(inference, dict) and any(k in inference for k in _MOVED_TO_PIXELS):
+            inference = dict(inference)
+            pixels = dict(data.get("pixels") or {})
+            for old, new in _MOVED_TO_PIXELS.items():
+                if old in inference:
+                    pixels[new] = inference.pop(old)
+            data = {**data, "inference": inference, "pixels": pixels}
+        return data
 
     def validate(self, prefix: str = "") -> ModelConfig:
         """Raise ConfigError on settings the model cannot be built or run with. ``prefix`` is where
         this config sits in a bigger one ("model." in a TrainConfig), so messages name the key a
         ``--set`` must change. Also run on every checkpoint's stored config."""
         _int(f"{prefix}num_classes", self.num_classes, 1)
-        for name in ("backbone", "pixel_decoder", "decoder", "loss", "inference"):
+        for name in ("backbone", "pixel_decoder", "decoder", "loss", "inference", "pixels"):
             getattr(self, name).check(f"{prefix}{name}")
         for i, category in enumerate(self.categories):
             category.check(f"{prefix}categories[{i}]")
@@ -345,6 +373,9 @@ def from_dict(cls: type[T], data: dict[str, Any], _where: str = "") -> T:
     missing required ones (a hostile or truncated file must not surface as a TypeError)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{_where or cls.__name__}: expected a mapping, got {brief(data)}")
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:
+        data = upgrade(data)
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     names = [f.name for f in fields]

@@ -76,12 +76,12 @@ MODEL_OUT_OF_RANGE = [
     ("loss.importance_sample_ratio", 1.5, "a finite number in [0, 1]"),
     ("inference.min_size", 0, "an integer >= 1"),
     ("inference.max_size", 32, "an integer >= inference.min_size (64)"),
-    ("inference.size_divisibility", 0, "an integer >= 1"),
+    ("pixels.size_divisibility", 0, "an integer >= 1"),
     ("inference.object_mask_threshold", 1.5, "a finite number in [0, 1]"),
     ("inference.overlap_threshold", -0.1, "a finite number in [0, 1]"),
     ("inference.topk_per_image", 0, "an integer >= 1"),
-    ("inference.pixel_std", [58.0, 0.0, 57.0], "a finite number > 0"),
-    ("inference.pixel_mean", [1.0, 2.0], "a list of 3 numbers"),
+    ("pixels.std", [58.0, 0.0, 57.0], "a finite number > 0"),
+    ("pixels.mean", [1.0, 2.0], "a list of 3 numbers"),
 ]
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mask2former.data.collate import pad_and_normalize, pad_targets
 from mask2former.data.transforms import inference_size, resize_image
 from mask2former.formats import IGNORE_LABEL
 from mask2former.inference.postprocess import masks_to_boxes
@@ -77,10 +78,8 @@ def build_deeplab(num_classes: int, *, backbone: str = "resnet50", width: int = 
     return model
 
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
-    return (images.float() - mean) / std
+_MEAN_255 = tuple(255 * m for m in IMAGENET_MEAN)  # torchvision's ImageNet statistics, on our 0-255 scale
+_STD_255 = tuple(255 * s for s in IMAGENET_STD)
 
 
 class MaskRCNNAdapter:
@@ -122,14 +121,12 @@ class DeepLabAdapter:
         self.model, self.num_classes, self.min_size, self.max_size = model, num_classes, min_size, max_size
 
     def losses(self, images: list[torch.Tensor], targets: list[Target]) -> dict[str, torch.Tensor]:
-        h = max(i.shape[1] for i in images)
-        w = max(i.shape[2] for i in images)
-        batch = torch.zeros((len(images), 3, h, w))
-        labels = torch.full((len(images), h, w), 255, dtype=torch.long)
-        for k, (image, target) in enumerate(zip(images, targets)):
-            batch[k, :, : image.shape[1], : image.shape[2]] = image.float()
-            labels[k, : image.shape[1], : image.shape[2]] = target.semantic_map(IGNORE_LABEL)
-        logits = self.model(_normalise(batch))["out"]
+        """images: ``[3, H, W]`` uint8 RGB, batched by the model-input contract (no size divisibility:
+        DeepLab takes any size); the padding is void for the loss."""
+        batch, _ = pad_and_normalize(images, _MEAN_255, _STD_255, 1)
+        padded = pad_targets(targets, (batch.shape[-2], batch.shape[-1]))
+        labels = torch.stack([t.semantic_map(IGNORE_LABEL) for t in padded])
+        logits = self.model(batch)["out"]
         return {"loss_ce": F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)}
 
     @torch.inference_mode()
@@ -137,8 +134,8 @@ class DeepLabAdapter:
         self.model.eval()
         h, w = image.shape[:2]
         resized = resize_image(image, inference_size(h, w, self.min_size, self.max_size))
-        tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).permute(2, 0, 1)[None]
-        logits = self.model(_normalise(tensor))["out"]
+        tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).permute(2, 0, 1)
+        logits = self.model(pad_and_normalize([tensor], _MEAN_255, _STD_255, 1)[0])["out"]
         scores = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[0].softmax(0)
         return SemanticResult(scores=scores, labels=scores.argmax(0))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mask2former.config import TrainConfig, from_dict, to_dict
 from mask2former.errors import CheckpointError, ConfigError, brief
 
 
@@ -53,13 +54,22 @@ def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]
 def check_resume(stored: dict[str, Any], current: dict[str, Any], checkpoint: Path, *, allow_change: bool) -> list[str]:
     """Refuse a resume whose config differs from the checkpoint's unless ``allow_change``;
     returns the changes (logged by the caller when allowed)."""
-    changes = config_changes(stored, current)
+    changes = config_changes(_today(stored), current)
     if changes and not allow_change:
         shown = "; ".join(changes[:8]) + (f"; ... ({len(changes)} in all)" if len(changes) > 8 else "")
         raise ResumeConfigError(f"{checkpoint}: --resume with settings that differ from the run's: {shown}. Resume "
                                 "with the same settings, or pass --allow-config-change to continue with the new ones",
                                 changes)
     return changes
+
+
+def _today(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config in today's layout (older checkpoints kept some settings elsewhere), so a
+    layout change alone is never reported as a change of settings."""
+    try:
+        return to_dict(from_dict(TrainConfig, stored))
+    except ConfigError:
+        return stored
 
 
 def architecture_error(checkpoint: Path, changes: list[str], detail: str) -> CheckpointError:

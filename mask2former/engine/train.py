@@ -24,7 +24,8 @@ import yaml
 
 from mask2former.atomic_files import remove_stale_temp_files
 from mask2former.build import build_model
-from mask2former.config import TrainConfig, to_dict
+from mask2former.config import PixelConfig, TrainConfig, to_dict
+from mask2former.data.collate import pad_and_normalize, pad_targets
 from mask2former.data.data_yaml import build_split, load_data_config
 from mask2former.data.datasets import DatasetSplit
 from mask2former.data.loader import IterationBatchSampler, LoadFailure, TrainingSet, TrainSample, collate
@@ -52,24 +53,12 @@ from mask2former.weights import load_state_strict, read_checkpoint, save_model
 logger = logging.getLogger("mask2former")
 
 
-def prepare_batch(samples: list[TrainSample], mean: torch.Tensor, std: torch.Tensor, size_divisibility: int,
-                  device: torch.device) -> tuple[torch.Tensor, list[Target]]:
-    """Normalise, zero-pad (after normalisation) to a common size divisible by
-    ``size_divisibility``, and pad the masks with background to the same size."""
-    h = max(s.image.shape[1] for s in samples)
-    w = max(s.image.shape[2] for s in samples)
-    if size_divisibility > 1:
-        h, w = -(-h // size_divisibility) * size_divisibility, -(-w // size_divisibility) * size_divisibility
-    pixels = torch.zeros((len(samples), 3, h, w), device=device)
-    targets = []
-    for i, s in enumerate(samples):
-        ih, iw = s.image.shape[1:]
-        pixels[i, :, :ih, :iw] = (s.image.to(device).float() - mean) / std
-        masks = torch.zeros((len(s.target), h, w), dtype=torch.bool, device=device)
-        masks[:, :ih, :iw] = s.target.masks.to(device)
-        targets.append(Target(masks=masks, labels=s.target.labels.to(device), is_thing=s.target.is_thing,
-                              iscrowd=s.target.iscrowd, ignore=s.target.ignore))
-    return pixels, targets
+def prepare_batch(samples: list[TrainSample], pixels: PixelConfig, device: torch.device
+                  ) -> tuple[torch.Tensor, list[Target]]:
+    """``pixel_values`` and targets padded to the same size, by the model-input contract."""
+    values, _ = pad_and_normalize([s.image for s in samples], pixels.mean, pixels.std, pixels.size_divisibility,
+                                  device=device)
+    return values, pad_targets([s.target for s in samples], tuple(values.shape[-2:]), device=device)
 
 
 def loss_generators(samples: list[TrainSample], seed: int, device: torch.device) -> list[torch.Generator]:
@@ -226,8 +215,6 @@ class _Trainer:
         self.optimizer = build_optimizer(model, config.solver)
         self.scheduler = build_scheduler(self.optimizer, config.solver, config.max_iter)
         self.autocast, self.scaler = _amp_context(config.solver.amp, device)
-        self.mean = torch.tensor(config.model.inference.pixel_mean, device=device).view(3, 1, 1)
-        self.std = torch.tensor(config.model.inference.pixel_std, device=device).view(3, 1, 1)
         self.forward = model
         if multi:
             if config.model.backbone.norm == "SyncBN" and device.type == "cuda":
@@ -300,8 +287,7 @@ class _Trainer:
                     if self.multi:
                         self._idle_backward()  # the other processes wait for this one's gradients
                     continue
-                pixels, targets = prepare_batch(samples, self.mean, self.std,
-                                                cfg.model.inference.size_divisibility, self.device)
+                pixels, targets = prepare_batch(samples, cfg.model.pixels, self.device)
                 with self.autocast:
                     output = self.forward(pixels)
                 losses = self.criterion(output, targets, generators=loss_generators(samples, cfg.seed, self.device))
@@ -331,7 +317,7 @@ class _Trainer:
     def _idle_backward(self) -> None:
         """A zero-valued backward through the model for a process whose micro-batch is empty
         (every sample skipped), so that the gradient all-reduce of the others does not hang."""
-        d = self.config.model.inference.size_divisibility
+        d = self.config.model.pixels.size_divisibility
         output = self.forward(torch.zeros((1, 3, 2 * d, 2 * d), device=self.device))
         (output.class_logits.sum() * 0.0 + output.mask_logits.sum() * 0.0).backward()
 

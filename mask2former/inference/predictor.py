@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mask2former.config import InferenceConfig, ModelConfig
+from mask2former.data import collate
 from mask2former.data.image import ImageError, read_image, to_rgb
 from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
@@ -29,7 +30,7 @@ OnError = Callable[[int, Mask2FormerError], None]
 @dataclass
 class _Prepared:
     index: int
-    tensor: torch.Tensor  # [3, h, w] normalised, not padded
+    tensor: torch.Tensor  # [3, h, w] uint8, resized to the test size, not yet normalised or padded
     original_size: tuple[int, int]
     file_name: str
 
@@ -71,8 +72,7 @@ class Predictor:
         self.batch_size = check_batch_size(batch_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.mean = torch.tensor(self.inference.pixel_mean, device=self.device).view(3, 1, 1)
-        self.std = torch.tensor(self.inference.pixel_std, device=self.device).view(3, 1, 1)
+        self.pixels = self.config.pixels
         self.thing_flags = self.config.thing_flags
 
     # ------------------------------------------------------------------ input preparation
@@ -98,21 +98,23 @@ class Predictor:
         rgb, name = self._load(image, index)
         h, w = rgb.shape[:2]
         size = self.test_size(h, w, name or f"image {index}")
-        resized = resize_image(rgb, size)
-        tensor = torch.from_numpy(np.require(resized, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float()
-        return _Prepared(index, (tensor - self.mean) / self.std, (h, w), name)
+        tensor = torch.from_numpy(np.require(resize_image(rgb, size), requirements=["C", "W"])).permute(2, 0, 1)
+        return _Prepared(index, tensor.to(self.device), (h, w), name)
 
     def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        d = self.inference.size_divisibility
-        return (-(-size[0] // d) * d, -(-size[1] // d) * d) if d > 1 else size
+        return collate.padded_size(size, self.pixels.size_divisibility)
+
+    def _pixel_values(self, images: list[torch.Tensor]) -> torch.Tensor:
+        pixels = self.pixels
+        return collate.pad_and_normalize(images, pixels.mean, pixels.std, pixels.size_divisibility,
+                                         device=self.device)[0]
 
     # ------------------------------------------------------------------ running
     @torch.inference_mode()
     def predict_batch(self, items: list[_Prepared], tasks: tuple[str, ...]) -> list[ImageResult]:
         """Items of one padded size -> results, in the same order."""
-        padded = self._padded_size(tuple(items[0].tensor.shape[-2:]))
-        batch = torch.stack([F.pad(t.tensor, (0, padded[1] - t.tensor.shape[2], 0, padded[0] - t.tensor.shape[1]))
-                             for t in items])
+        batch = self._pixel_values([item.tensor for item in items])
+        padded = (batch.shape[-2], batch.shape[-1])
         output = self.model(batch)
         return [
             self.postprocess(output.class_logits[i], output.mask_logits[i], padded,
@@ -173,15 +175,15 @@ class Predictor:
         for factor in factors:
             size = shortest_edge_size(h, w, round(self.inference.min_size * factor),
                                       round(self.inference.max_size * factor))
-            if min(size) < 2 * self.inference.size_divisibility and factor != 1.0:
+            if min(size) < 2 * self.pixels.size_divisibility and factor != 1.0:
                 continue  # a 1x1 coarsest map cannot be normalised; such views carry no information
             resized = resize_image(rgb, size)
             for flipped in (False, True) if flip else (False,):
                 view = np.ascontiguousarray(resized[:, ::-1]) if flipped else resized
-                tensor = torch.from_numpy(np.require(view, requirements=["C", "W"])).to(self.device)
-                tensor = (tensor.permute(2, 0, 1).float() - self.mean) / self.std
-                padded = self._padded_size(size)
-                out = self.model(F.pad(tensor, (0, padded[1] - size[1], 0, padded[0] - size[0]))[None])
+                view_tensor = torch.from_numpy(np.require(view, requirements=["C", "W"])).permute(2, 0, 1)
+                batch = self._pixel_values([view_tensor])
+                padded = (batch.shape[-2], batch.shape[-1])
+                out = self.model(batch)
                 scores = self.postprocess(out.class_logits[0], out.mask_logits[0], padded, size, (h, w),
                                           ("semantic",)).semantic.scores
                 scores = scores.flip(-1) if flipped else scores
@@ -189,7 +191,7 @@ class Predictor:
                 count += 1
         if total is None:
             raise ImageError(f"{name or 'image'}: a {h}x{w} image is too small for every test-time scale "
-                             f"{tuple(factors)} (the short side must reach {2 * self.inference.size_divisibility} px)")
+                             f"{tuple(factors)} (the short side must reach {2 * self.pixels.size_divisibility} px)")
         return ImageResult(height=h, width=w, semantic=pp.semantic_result(total / count), file_name=name)
 
     def __call__(self, images: ImageInput | Sequence[ImageInput], task: str | Sequence[str] = "panoptic"

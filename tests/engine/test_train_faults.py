@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -170,3 +171,21 @@ def test_a_truncated_mask_is_reported_too(tmp_path, data, capsys):
     err = capsys.readouterr().err
     last = err.replace("\r", "\n").strip().splitlines()[-1]
     assert last.startswith(f"error: {mask}: mask is 4x4") and "Traceback" not in err
+
+
+def test_a_run_checkpointed_in_the_earlier_config_layout_resumes(tmp_path, data):
+    """Checkpoints from before the pixel settings moved to ``model.pixels`` hold them in
+    ``model.inference``: resuming reads them as the same settings, not as a change."""
+    from mask2former.weights import digest
+
+    out = tmp_path / "run"
+    train(_config(2), data, out, progress=False)
+    last = out / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    inference = state["train_config"]["model"]["inference"]
+    pixels = state["train_config"]["model"].pop("pixels")
+    inference.update(pixel_mean=pixels["mean"], pixel_std=pixels["std"], size_divisibility=pixels["size_divisibility"])
+    keys = ("train_config", "optimizer", "scheduler", "scaler", "iteration", "rng", "extra")
+    state["training_sha256"] = digest({k: state[k] for k in keys})
+    torch.save(state, last)
+    train(_config(2), data, out, resume=True, progress=False)  # no "settings differ" error

@@ -46,11 +46,14 @@ def test_postprocess_follows_reference_chain(tiny_model):
     """Semantic scores = crop of the padded-size upsampling, resized to the original size."""
     predictor = Predictor(tiny_model)
     image = random_image(50, 77)
-    item = predictor.prepare(image)
+    item = predictor.prepare(image)  # resized to the test size, as uint8
     h, w = item.tensor.shape[-2:]
     padded = (-(-h // 32) * 32, -(-w // 32) * 32)
+    mean = torch.tensor(tiny_model.config.pixels.mean).view(3, 1, 1)
+    std = torch.tensor(tiny_model.config.pixels.std).view(3, 1, 1)
+    normalised = (item.tensor.float() - mean) / std  # normalise, then zero-pad (the reference's order)
     with torch.no_grad():
-        out = tiny_model(F.pad(item.tensor, (0, padded[1] - w, 0, padded[0] - h))[None])
+        out = tiny_model(F.pad(normalised, (0, padded[1] - w, 0, padded[0] - h))[None])
     masks = F.interpolate(out.mask_logits, size=padded, mode="bilinear", align_corners=False)[0, :, :h, :w]
     masks = F.interpolate(masks[None], size=(50, 77), mode="bilinear", align_corners=False)[0]
     expected = torch.einsum("qc,qhw->chw", out.class_logits[0].softmax(-1)[:, :-1], masks.sigmoid())
