@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from mask2former.atomic_files import remove_stale_temp_files
-from mask2former.build import build_model
+from mask2former.build import build_criterion, build_model
 from mask2former.config import PixelConfig, TrainConfig, to_dict
 from mask2former.data.collate import pad_and_normalize, pad_targets
 from mask2former.data.data_yaml import build_split, load_data_config
@@ -46,7 +46,6 @@ from mask2former.engine.train_state import (
 from mask2former.errors import CheckpointError, ConfigError, TrainingError, brief
 from mask2former.folder_lock import folder_lock
 from mask2former.formats import TASKS
-from mask2former.losses import build_criterion
 from mask2former.structures import Target
 from mask2former.weights import load_state_strict, read_checkpoint, save_model
 

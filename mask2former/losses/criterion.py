@@ -11,7 +11,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from mask2former.config import ModelConfig
 from mask2former.losses.matcher import HungarianMatcher
 from mask2former.losses.point_sampling import point_sample, uncertain_points
 from mask2former.structures import Mask2FormerOutput, Prediction
@@ -27,8 +26,13 @@ def _all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
 
 
 class SetCriterion(nn.Module):
-    """Weighted losses ``loss_ce``, ``loss_mask``, ``loss_dice`` (final prediction) and
-    ``loss_ce_{i}`` ... (auxiliary prediction i); the training loss is their sum.
+    """The training loss of a model output against its targets, as named weighted terms.
+
+    Terms: ``loss_ce``, ``loss_mask``, ``loss_dice`` (final prediction) and ``loss_ce_{i}`` ...
+    (auxiliary prediction i, when ``deep_supervision``); the training loss is their sum.
+    ``no_object_weight`` weights the class loss of unmatched queries; each mask loss is taken on
+    ``num_points`` points, ``importance_sample_ratio`` of them the most uncertain of
+    ``num_points * oversample_ratio`` candidates.
 
     Normalisation: mask losses are divided by the number of target masks averaged over processes
     (as the reference); the class loss by the class-weight total averaged over processes, which in
@@ -40,10 +44,9 @@ class SetCriterion(nn.Module):
     order (per image for matching, once per batch for the mask losses).
     """
 
-    def __init__(self, *, num_classes: int, matcher: HungarianMatcher, class_weight: float = 2.0,
-                 mask_weight: float = 5.0, dice_weight: float = 5.0, no_object_weight: float = 0.1,
-                 num_points: int = 12544, oversample_ratio: float = 3.0, importance_sample_ratio: float = 0.75,
-                 deep_supervision: bool = True) -> None:
+    def __init__(self, *, num_classes: int, matcher: HungarianMatcher, class_weight: float, mask_weight: float,
+                 dice_weight: float, no_object_weight: float, num_points: int, oversample_ratio: float,
+                 importance_sample_ratio: float, deep_supervision: bool) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher
@@ -120,15 +123,3 @@ class SetCriterion(nn.Module):
                     losses[name + suffix] = value * self.weights[name]
         return losses
 
-
-def build_criterion(config: ModelConfig) -> SetCriterion:
-    """The loss of ``config`` (matching costs = loss weights, as the reference)."""
-    loss = config.loss
-    matcher = HungarianMatcher(class_weight=loss.class_weight, mask_weight=loss.mask_weight,
-                               dice_weight=loss.dice_weight, num_points=loss.num_points)
-    return SetCriterion(num_classes=config.num_classes, matcher=matcher, class_weight=loss.class_weight,
-                        mask_weight=loss.mask_weight, dice_weight=loss.dice_weight,
-                        no_object_weight=loss.no_object_weight, num_points=loss.num_points,
-                        oversample_ratio=loss.oversample_ratio,
-                        importance_sample_ratio=loss.importance_sample_ratio,
-                        deep_supervision=loss.deep_supervision)

@@ -28,12 +28,14 @@ def pairwise_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class HungarianMatcher:
-    """Cost = ``class_weight`` x (-p(class)) + ``mask_weight`` x BCE + ``dice_weight`` x dice,
-    with the mask terms on ``num_points`` uniform random points shared by predictions and
-    targets of an image."""
+    """Assigns each target mask of an image to one prediction, at the lowest total cost.
 
-    def __init__(self, *, class_weight: float = 2.0, mask_weight: float = 5.0, dice_weight: float = 5.0,
-                 num_points: int = 12544) -> None:
+    Cost = ``class_weight`` x (-p(class)) + ``mask_weight`` x BCE + ``dice_weight`` x dice, with
+    the mask terms on ``num_points`` uniform random points shared by predictions and targets of
+    an image.
+    """
+
+    def __init__(self, *, class_weight: float, mask_weight: float, dice_weight: float, num_points: int) -> None:
         if class_weight == 0 and mask_weight == 0 and dice_weight == 0:
             raise ValueError("all matching costs are zero")
         self.class_weight, self.mask_weight, self.dice_weight = class_weight, mask_weight, dice_weight

@@ -151,9 +151,11 @@ def ms_deform_attn(
 
 
 class MSDeformAttn(nn.Module):
-    """Multi-scale deformable attention module; parameter names match the reference checkpoints."""
+    """Multi-scale deformable attention: each query attends to ``num_points`` learned sampling
+    points per head and level around its reference point; parameter names match the reference
+    checkpoints."""
 
-    def __init__(self, *, embed_dim: int = 256, num_levels: int = 3, num_heads: int = 8, num_points: int = 4):
+    def __init__(self, *, embed_dim: int, num_levels: int, num_heads: int, num_points: int) -> None:
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")

@@ -2,6 +2,9 @@
 
 res3..res5 are projected to ``conv_dim``, refined jointly by a 6-layer deformable-attention
 encoder, and res2 is merged in by one FPN step to give the 1/4-resolution ``mask_features``.
+The strides and channels of the backbone's levels are given (``build.py`` reads them from the
+backbone), never assumed here: they order the levels and decide how many FPN steps bring the
+finest encoder level down to ``common_stride``.
 Module names (``input_proj``, ``transformer.level_embed``, ``transformer.encoder.layers``,
 ``adapter_1``, ``layer_1``, ``mask_features``) are the reference checkpoint's. The whole
 decoder runs in fp32, also under autocast, as the reference does.
@@ -19,11 +22,30 @@ from mask2former.modeling.ms_deform_attn import MSDeformAttn, reference_pixels
 from mask2former.modeling.position_encoding import sine_position_encoding
 
 
+def _feature_layout(in_channels: dict[str, int], in_strides: dict[str, int], transformer_in_features: tuple[str, ...],
+                    common_stride: int) -> tuple[list[str], int]:
+    """The backbone levels finest first, and how many of them the FPN steps merge in."""
+    if set(in_channels) != set(in_strides):
+        raise ValueError(f"in_channels and in_strides name different levels: {sorted(in_channels)} vs "
+                         f"{sorted(in_strides)}")
+    unknown = [name for name in transformer_in_features if name not in in_channels]
+    if unknown:
+        raise ValueError(f"transformer_in_features {unknown} are not backbone levels {sorted(in_channels)}")
+    in_features = sorted(in_channels, key=in_strides.__getitem__)  # finest first: res2 .. res5
+    min_stride = min(in_strides[name] for name in transformer_in_features)
+    num_fpn_levels = int(math.log2(min_stride) - math.log2(common_stride))
+    finer = [name for name in in_features if in_strides[name] < min_stride]
+    if not 0 <= num_fpn_levels <= len(finer):
+        raise ValueError(f"common_stride {common_stride} needs {num_fpn_levels} FPN level(s) finer than the encoder's "
+                         f"stride {min_stride}, but the backbone has {len(finer)} ({finer})")
+    return in_features, num_fpn_levels
+
+
 class ConvNorm(nn.Conv2d):
-    """Conv2d with a ``norm`` child (and optional ReLU), named like detectron2's Conv2d so that
+    """An FPN convolution: Conv2d + GroupNorm (+ ReLU), named like detectron2's Conv2d so that
     checkpoint keys read ``adapter_1.weight`` / ``adapter_1.norm.weight``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, relu: bool = False) -> None:
+    def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, relu: bool = False) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
         self.norm = nn.GroupNorm(32, out_channels)
         self.relu = relu
@@ -35,7 +57,7 @@ class ConvNorm(nn.Conv2d):
 
 
 class DeformableEncoderLayer(nn.Module):
-    """Post-norm: deformable self-attention, then a ReLU FFN."""
+    """One encoder layer over all levels at once: deformable self-attention, then a ReLU FFN (post-norm)."""
 
     def __init__(self, *, dim: int, ffn_dim: int, num_heads: int, num_levels: int, num_points: int,
                  dropout: float) -> None:
@@ -56,7 +78,8 @@ class DeformableEncoderLayer(nn.Module):
 
 
 class DeformableEncoder(nn.Module):
-    """Holds ``level_embed`` and ``encoder.layers`` (the reference's EncoderOnly wrapper)."""
+    """The deformable-attention encoder over the flattened levels; holds ``level_embed`` and
+    ``encoder.layers`` (the reference's EncoderOnly wrapper, hence the names)."""
 
     def __init__(self, *, dim: int, ffn_dim: int, num_layers: int, num_heads: int, num_levels: int,
                  num_points: int, dropout: float) -> None:
@@ -105,26 +128,34 @@ class DeformableEncoder(nn.Module):
 
 
 class MSDeformAttnPixelDecoder(nn.Module):
-    """Backbone features -> (``mask_features`` at 1/4, ``[1/32, 1/16, 1/8]`` maps for the decoder)."""
+    """Backbone features -> (``mask_features`` at ``common_stride``, the encoder's maps coarsest first).
+
+    ``in_channels`` and ``in_strides`` describe the backbone's levels (``{"res2": 4, ...}``);
+    ``transformer_in_features`` are the levels the deformable encoder refines. Levels finer than
+    those are merged in by FPN steps, one per halving from the finest encoder level's stride to
+    ``common_stride``, as the reference computes it.
+    """
 
     def __init__(
         self,
         *,
         in_channels: dict[str, int],
-        conv_dim: int = 256,
-        mask_dim: int = 256,
-        num_encoder_layers: int = 6,
-        encoder_ffn_dim: int = 1024,
-        num_heads: int = 8,
-        num_points: int = 4,
-        dropout: float = 0.0,
-        common_stride: int = 4,
+        in_strides: dict[str, int],
+        conv_dim: int,
+        mask_dim: int,
+        num_encoder_layers: int,
+        encoder_ffn_dim: int,
+        num_heads: int,
+        num_points: int,
+        dropout: float,
+        common_stride: int,
         transformer_in_features: tuple[str, ...] = ("res3", "res4", "res5"),
     ) -> None:
         super().__init__()
-        strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
-        self.in_features = sorted(in_channels, key=strides.__getitem__)  # res2 .. res5
-        self.transformer_in_features = sorted(transformer_in_features, key=strides.__getitem__)
+        self.in_features, self.num_fpn_levels = _feature_layout(in_channels, in_strides, transformer_in_features,
+                                                                common_stride)
+        self.in_strides = {name: in_strides[name] for name in self.in_features}
+        self.transformer_in_features = sorted(transformer_in_features, key=in_strides.__getitem__)
         self.num_levels = len(self.transformer_in_features)
         self.conv_dim = conv_dim
         # index 0 <-> lowest resolution (res5), as in the reference
@@ -141,14 +172,14 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, kernel_size=1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
         nn.init.zeros_(self.mask_features.bias)
-        min_stride = strides[self.transformer_in_features[0]]
-        self.num_fpn_levels = int(math.log2(min_stride) - math.log2(common_stride))
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels]):
-            self.add_module(f"adapter_{idx + 1}", ConvNorm(in_channels[name], conv_dim, 1))
-            self.add_module(f"layer_{idx + 1}", ConvNorm(conv_dim, conv_dim, 3, relu=True))
+            self.add_module(f"adapter_{idx + 1}", ConvNorm(in_channels=in_channels[name], out_channels=conv_dim,
+                                                           kernel_size=1))
+            self.add_module(f"layer_{idx + 1}", ConvNorm(in_channels=conv_dim, out_channels=conv_dim, kernel_size=3,
+                                                         relu=True))
 
     def forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        with torch.autocast(device_type=features["res2"].device.type, enabled=False):
+        with torch.autocast(device_type=features[self.in_features[-1]].device.type, enabled=False):
             return self._forward(features)
 
     def _forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -169,4 +200,4 @@ class MSDeformAttnPixelDecoder(nn.Module):
             lateral = getattr(self, f"adapter_{idx + 1}")(x)
             y = lateral + F.interpolate(outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             outs.append(getattr(self, f"layer_{idx + 1}")(y))
-        return self.mask_features(outs[-1]), outs[:3]
+        return self.mask_features(outs[-1]), outs[: self.num_levels]

@@ -23,7 +23,7 @@ from mask2former.modeling.position_encoding import sine_position_encoding
 class MultiheadAttention(nn.Module):
     """Batch-first multi-head attention with ``nn.MultiheadAttention``'s parameter layout."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, *, dim: int, num_heads: int, dropout: float) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.dropout = dropout
@@ -50,9 +50,11 @@ class MultiheadAttention(nn.Module):
 
 
 class SelfAttentionLayer(nn.Module):
-    def __init__(self, dim: int, num_heads: int, dropout: float, pre_norm: bool) -> None:
+    """Self-attention among the queries, residual, with its LayerNorm before or after (``pre_norm``)."""
+
+    def __init__(self, *, dim: int, num_heads: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
-        self.self_attn = MultiheadAttention(dim, num_heads, dropout)
+        self.self_attn = MultiheadAttention(dim=dim, num_heads=num_heads, dropout=dropout)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.pre_norm = pre_norm
@@ -65,9 +67,11 @@ class SelfAttentionLayer(nn.Module):
 
 
 class CrossAttentionLayer(nn.Module):
-    def __init__(self, dim: int, num_heads: int, dropout: float, pre_norm: bool) -> None:
+    """Masked attention of the queries to one level's pixels, residual, LayerNorm before or after."""
+
+    def __init__(self, *, dim: int, num_heads: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
-        self.multihead_attn = MultiheadAttention(dim, num_heads, dropout)
+        self.multihead_attn = MultiheadAttention(dim=dim, num_heads=num_heads, dropout=dropout)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.pre_norm = pre_norm
@@ -80,7 +84,9 @@ class CrossAttentionLayer(nn.Module):
 
 
 class FFNLayer(nn.Module):
-    def __init__(self, dim: int, ffn_dim: int, dropout: float, pre_norm: bool) -> None:
+    """The queries' ReLU feed-forward block, residual, LayerNorm before or after (``pre_norm``)."""
+
+    def __init__(self, *, dim: int, ffn_dim: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
@@ -95,9 +101,9 @@ class FFNLayer(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (``layers.{i}`` in checkpoints)."""
+    """A small perceptron: ``num_layers`` linear layers with ReLU between them (``layers.{i}`` in checkpoints)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
+    def __init__(self, *, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
@@ -111,23 +117,27 @@ class MLP(nn.Module):
 
 
 class MaskedAttentionDecoder(nn.Module):
-    """Multi-scale features + mask features -> ``num_layers + 1`` (class logits, mask logits)."""
+    """Multi-scale features + mask features -> ``num_layers + 1`` (class logits, mask logits).
+
+    ``in_channels`` is the width of the pixel decoder's maps and ``num_feature_levels`` their
+    count (the layers cycle over them); ``num_classes`` excludes the no-object class.
+    """
 
     def __init__(
         self,
         *,
         in_channels: int,
         num_classes: int,
-        hidden_dim: int = 256,
-        num_queries: int = 100,
-        num_heads: int = 8,
-        ffn_dim: int = 2048,
-        num_layers: int = 9,
-        pre_norm: bool = False,
-        dropout: float = 0.0,
-        mask_dim: int = 256,
-        enforce_input_proj: bool = False,
-        num_feature_levels: int = 3,
+        hidden_dim: int,
+        num_queries: int,
+        num_heads: int,
+        ffn_dim: int,
+        num_layers: int,
+        pre_norm: bool,
+        dropout: float,
+        mask_dim: int,
+        enforce_input_proj: bool,
+        num_feature_levels: int,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -137,11 +147,12 @@ class MaskedAttentionDecoder(nn.Module):
         self.transformer_cross_attention_layers = nn.ModuleList()
         self.transformer_ffn_layers = nn.ModuleList()
         for _ in range(num_layers):
-            self.transformer_self_attention_layers.append(SelfAttentionLayer(hidden_dim, num_heads, dropout, pre_norm))
+            self.transformer_self_attention_layers.append(
+                SelfAttentionLayer(dim=hidden_dim, num_heads=num_heads, dropout=dropout, pre_norm=pre_norm))
             self.transformer_cross_attention_layers.append(
-                CrossAttentionLayer(hidden_dim, num_heads, dropout, pre_norm)
-            )
-            self.transformer_ffn_layers.append(FFNLayer(hidden_dim, ffn_dim, dropout, pre_norm))
+                CrossAttentionLayer(dim=hidden_dim, num_heads=num_heads, dropout=dropout, pre_norm=pre_norm))
+            self.transformer_ffn_layers.append(FFNLayer(dim=hidden_dim, ffn_dim=ffn_dim, dropout=dropout,
+                                                        pre_norm=pre_norm))
         for layers in (self.transformer_self_attention_layers, self.transformer_cross_attention_layers,
                        self.transformer_ffn_layers):
             for p in layers.parameters():
@@ -161,7 +172,7 @@ class MaskedAttentionDecoder(nn.Module):
             else:
                 self.input_proj.append(nn.Sequential())
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
-        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self.mask_embed = MLP(in_dim=hidden_dim, hidden_dim=hidden_dim, out_dim=mask_dim, num_layers=3)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # checkpoints written before the reference renamed it call the query features "static_query"

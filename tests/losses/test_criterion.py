@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from mask2former.build import build_criterion
+from mask2former.config import LossConfig, ModelConfig
 from mask2former.losses import HungarianMatcher, SetCriterion
 from mask2former.structures import Mask2FormerOutput, Prediction
 
@@ -38,9 +40,16 @@ def _output(b=2, q=6, h=8, w=10, aux=2, seed=1):
     return Mask2FormerOutput(final.class_logits, final.mask_logits, aux=[pred() for _ in range(aux)])
 
 
-def _criterion(num_points=500, class_weight=2.0):
-    matcher = HungarianMatcher(class_weight=class_weight, num_points=num_points)
-    return SetCriterion(num_classes=K, matcher=matcher, class_weight=class_weight, num_points=num_points)
+def _criterion(num_points=500, class_weight=2.0) -> SetCriterion:
+    """The paper's loss (the config's defaults) with these two settings changed."""
+    loss = LossConfig(num_points=num_points, class_weight=class_weight)
+    return build_criterion(ModelConfig(num_classes=K, loss=loss))
+
+
+def _matcher(num_points: int) -> HungarianMatcher:
+    loss = LossConfig(num_points=num_points)
+    return HungarianMatcher(class_weight=loss.class_weight, mask_weight=loss.mask_weight,
+                            dice_weight=loss.dice_weight, num_points=loss.num_points)
 
 
 def test_perfect_prediction_has_near_zero_mask_loss():
@@ -80,7 +89,7 @@ def test_query_permutation_does_not_change_the_loss():
 
 
 def test_matcher_equals_brute_force():
-    matcher = HungarianMatcher(num_points=300)
+    matcher = _matcher(num_points=300)
     for seed in range(6):
         targets, output = _targets(b=1, seed=seed, counts=(seed % 4 + 1,)), _output(b=1, q=5, seed=seed)
         gen = torch.Generator().manual_seed(seed)

@@ -29,10 +29,13 @@ _NORMS = {"FrozenBN": FrozenBN, "BN": nn.BatchNorm2d, "SyncBN": nn.BatchNorm2d}
 
 
 class ResNetBackbone(nn.Module):
-    """``depth`` in {18, 34, 50, 101, 152}; ``norm`` "FrozenBN" (reference default), "BN" or
-    "SyncBN" (plain BN here; the training engine converts it to SyncBatchNorm when distributed)."""
+    """A torchvision ResNet cut after ``layer4``, returning res2..res5.
 
-    def __init__(self, *, depth: int = 50, norm: str = "FrozenBN") -> None:
+    ``depth`` is one of 18, 34, 50, 101, 152; ``norm`` "FrozenBN" (the reference's), "BN" or
+    "SyncBN" (plain BN here; the training engine converts it to SyncBatchNorm when distributed).
+    """
+
+    def __init__(self, *, depth: int, norm: str) -> None:
         super().__init__()
         builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
                     50: torchvision.models.resnet50, 101: torchvision.models.resnet101,

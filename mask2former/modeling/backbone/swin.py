@@ -20,9 +20,9 @@ from torch import nn
 class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per sample while training."""
 
-    def __init__(self, p: float = 0.0) -> None:
+    def __init__(self, *, p: float) -> None:
         super().__init__()
-        self.p = p
+        self.p = p  # probability of dropping the branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not self.training:
@@ -33,11 +33,13 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+    """The feed-forward half of a Swin block: linear -> GELU -> linear back to ``dim``."""
+
+    def __init__(self, *, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -55,7 +57,7 @@ def _relative_position_index(window: int) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative position bias."""
 
-    def __init__(self, dim: int, window: int, num_heads: int) -> None:
+    def __init__(self, *, dim: int, window: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.window = window
@@ -84,14 +86,17 @@ class WindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, window: int, shift: int, mlp_ratio: float, drop_path: float):
+    """One Swin block: (shifted-)window attention then an MLP, each pre-norm and residual."""
+
+    def __init__(self, *, dim: int, num_heads: int, window: int, shift: int, mlp_ratio: float,
+                 drop_path: float) -> None:
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window, self.shift = window, shift  # shift 0: plain windows; else the cyclic shift in pixels
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, window, num_heads)
-        self.drop_path = DropPath(drop_path)
+        self.attn = WindowAttention(dim=dim, window=window, num_heads=num_heads)
+        self.drop_path = DropPath(p=drop_path)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim=dim, hidden_dim=int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, shift_mask: torch.Tensor | None) -> torch.Tensor:
         """x ``[B, H, W, C]``."""
@@ -119,7 +124,7 @@ class SwinBlock(nn.Module):
 class PatchMerging(nn.Module):
     """2x2 neighbourhood concat -> LayerNorm -> linear 4C -> 2C (pads odd sizes)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, *, dim: int) -> None:
         super().__init__()
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
         self.norm = nn.LayerNorm(4 * dim)
@@ -133,15 +138,19 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    def __init__(self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float,
-                 drop_paths: list[float], downsample: bool) -> None:
+    """One resolution of the backbone: ``len(drop_paths)`` blocks alternating plain and shifted
+    windows, then (``downsample``) a patch merging to half the resolution."""
+
+    def __init__(self, *, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_paths: list[float],
+                 downsample: bool) -> None:
         super().__init__()
         self.window = window
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, num_heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio, drop_paths[i])
-            for i in range(depth)
+            SwinBlock(dim=dim, num_heads=num_heads, window=window, shift=0 if i % 2 == 0 else window // 2,
+                      mlp_ratio=mlp_ratio, drop_path=rate)
+            for i, rate in enumerate(drop_paths)
         )
-        self.downsample = PatchMerging(dim) if downsample else None
+        self.downsample = PatchMerging(dim=dim) if downsample else None
 
     def shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """[nW, N, N] mask of 0 / -100 that keeps shifted windows from mixing regions."""
@@ -164,7 +173,9 @@ class SwinStage(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, embed_dim: int, patch_size: int = 4) -> None:
+    """The stem: non-overlapping ``patch_size`` patches of the RGB image -> ``embed_dim`` tokens."""
+
+    def __init__(self, *, embed_dim: int, patch_size: int = 4) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
@@ -179,33 +190,29 @@ class PatchEmbed(nn.Module):
 
 
 class SwinBackbone(nn.Module):
-    """Swin-T/S/B/L (and smaller test variants) returning res2..res5."""
+    """Swin-T/S/B/L (and smaller test variants) returning res2..res5.
 
-    def __init__(
-        self,
-        *,
-        embed_dim: int = 96,
-        depths: tuple[int, ...] = (2, 2, 6, 2),
-        num_heads: tuple[int, ...] = (3, 6, 12, 24),
-        window_size: int = 7,
-        mlp_ratio: float = 4.0,
-        drop_path_rate: float = 0.3,
-    ) -> None:
+    ``depths`` and ``num_heads`` hold one entry per stage; stochastic depth grows linearly from 0
+    to ``drop_path_rate`` over all blocks.
+    """
+
+    def __init__(self, *, embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window_size: int,
+                 mlp_ratio: float, drop_path_rate: float) -> None:
         super().__init__()
-        self.patch_embed = PatchEmbed(embed_dim)
+        self.patch_embed = PatchEmbed(embed_dim=embed_dim)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         dims = [embed_dim * 2**i for i in range(len(depths))]
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
             self.layers.append(
-                SwinStage(dims[i], depth, num_heads[i], window_size, mlp_ratio,
-                          rates[start:start + depth], downsample=i < len(depths) - 1)
+                SwinStage(dim=dims[i], num_heads=num_heads[i], window=window_size, mlp_ratio=mlp_ratio,
+                          drop_paths=rates[start:start + depth], downsample=i < len(depths) - 1)
             )
         for i, dim in enumerate(dims):
             self.add_module(f"norm{i}", nn.LayerNorm(dim))
         self.out_channels = {f"res{i + 2}": d for i, d in enumerate(dims)}
-        self.strides = {f"res{i + 2}": 4 * 2**i for i in range(len(dims))}
+        self.strides = {f"res{i + 2}": self.patch_embed.patch_size * 2**i for i in range(len(dims))}
         self.apply(self._init_weights)
 
     @staticmethod
