@@ -8,9 +8,10 @@ with ``sem_seg_head.pixel_decoder.`` -> ``pixel_decoder.`` and ``sem_seg_head.pr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -22,9 +23,10 @@ from mask2former.config import (
     ModelConfig,
     PixelDecoderConfig,
 )
-from mask2former.errors import Mask2FormerError
+from mask2former.errors import Mask2FormerError, brief
 
 Tensor = torch.Tensor
+T = TypeVar("T")
 
 
 class ConversionError(Mask2FormerError, ValueError):
@@ -104,28 +106,27 @@ def backbone_from_state(state: Mapping[str, Tensor]) -> BackboneConfig:
 def config_from_state(state: Mapping[str, Tensor]) -> ModelConfig:
     """Infer the architecture of a state dict in our names (official checkpoints store none).
 
-    Head counts do not show in tensor shapes: the reference's 8 heads are assumed for both
-    attention modules, with 3 levels x 4 points in the deformable attention.
+    Head counts do not show in tensor shapes: the decoder keeps the default (the reference's 8)
+    heads; the deformable attention's weights show heads x levels x points, and the default
+    points per level are assumed to split them.
     """
     try:
         backbone = backbone_from_state(state)
         pd = "pixel_decoder."
-        conv_dim = int(state[pd + "input_proj.0.0.weight"].shape[0])
+        levels = _count(state, r"pixel_decoder\.input_proj\.(\d+)\.")
         attn_rows = int(state[pd + "transformer.encoder.layers.0.self_attn.attention_weights.weight"].shape[0])
         pixel_decoder = PixelDecoderConfig(
-            conv_dim=conv_dim,
+            conv_dim=int(state[pd + "input_proj.0.0.weight"].shape[0]),
             mask_dim=int(state[pd + "mask_features.weight"].shape[0]),
             num_encoder_layers=_count(state, r"pixel_decoder\.transformer\.encoder\.layers\.(\d+)\."),
             encoder_ffn_dim=int(state[pd + "transformer.encoder.layers.0.linear1.weight"].shape[0]),
-            num_heads=attn_rows // 12,
-            num_points=4,
+            num_heads=attn_rows // (levels * PixelDecoderConfig().num_points),
         )
         td = "transformer_decoder."
         queries, hidden = state[td + "query_feat.weight"].shape
         decoder = DecoderConfig(
             hidden_dim=int(hidden),
             num_queries=int(queries),
-            num_heads=8,
             ffn_dim=int(state[td + "transformer_ffn_layers.0.linear1.weight"].shape[0]),
             num_layers=_count(state, r"transformer_decoder\.transformer_ffn_layers\.(\d+)\."),
             enforce_input_proj=td + "input_proj.0.weight" in state,
@@ -234,57 +235,75 @@ def convert_hf_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+# config.json key -> our field, per section. A key the file leaves out keeps our dataclass default:
+# HF's defaults are the paper's settings, as ours are, so each default is stated once, in config.py.
+_HF_SWIN = {"embed_dim": "embed_dim", "depths": "depths", "num_heads": "num_heads", "window_size": "window_size",
+            "mlp_ratio": "mlp_ratio", "drop_path_rate": "drop_path_rate", "image_size": "pretrain_img_size"}
+_HF_PIXEL_DECODER = {"feature_size": "conv_dim", "mask_feature_size": "mask_dim",
+                     "encoder_layers": "num_encoder_layers", "encoder_feedforward_dim": "encoder_ffn_dim",
+                     "num_attention_heads": "num_heads", "dropout": "dropout", "common_stride": "common_stride"}
+_HF_DECODER = {"hidden_dim": "hidden_dim", "num_queries": "num_queries", "num_attention_heads": "num_heads",
+               "dim_feedforward": "ffn_dim", "pre_norm": "pre_norm", "dropout": "dropout",
+               "enforce_input_projection": "enforce_input_proj"}
+_HF_LOSS = {"class_weight": "class_weight", "mask_weight": "mask_weight", "dice_weight": "dice_weight",
+            "no_object_weight": "no_object_weight", "train_num_points": "num_points",
+            "oversample_ratio": "oversample_ratio", "importance_sample_ratio": "importance_sample_ratio"}
+# Swin settings our backbone implements only one way: config.json must have these values (or none)
+_HF_SWIN_FIXED = {"use_absolute_embeddings": False, "patch_size": 4, "num_channels": 3, "qkv_bias": True,
+                  "hidden_act": "gelu"}
+
+
+def _from_hf(cls: type[T], hf: Mapping[str, Any], names: Mapping[str, str], **fixed: Any) -> T:
+    """``cls`` with the fields ``hf`` sets (as the type of the field's default), the others default."""
+    defaults = cls()
+    values = {}
+    for theirs, ours in names.items():
+        if theirs in hf:
+            kind = type(getattr(defaults, ours))
+            try:
+                values[ours] = kind(hf[theirs])
+            except (TypeError, ValueError):
+                what = {int: "an integer", float: "a number", bool: "true or false"}.get(kind, "a list")
+                raise ConversionError(f"config.json: {theirs} must be {what}, got {brief(hf[theirs])}") from None
+    return cls(**{**values, **fixed})
+
+
+def _backbone_from_hf(bc: Mapping[str, Any]) -> BackboneConfig:
+    """The backbones we implement, in the settings the HF port can have them; anything else is refused."""
+    kind = bc.get("model_type")
+    if kind == "swin":
+        unsupported = {k: bc[k] for k, ok in _HF_SWIN_FIXED.items() if k in bc and bc[k] != ok}
+        if unsupported:
+            raise ConversionError(f"unsupported Swin settings in config.json: {unsupported}")
+        return _from_hf(BackboneConfig, bc, _HF_SWIN, name="swin")
+    if kind == "resnet":
+        blocks = tuple(bc.get("depths") or ())
+        depth = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152, (2, 2, 2, 2): 18}.get(blocks)
+        if depth is None or bc.get("layer_type", "bottleneck") != ("basic" if depth == 18 else "bottleneck") \
+                or bc.get("downsample_in_first_stage", False) or bc.get("downsample_in_bottleneck", False):
+            raise ConversionError(f"unsupported HF ResNet backbone settings: depths {bc.get('depths')}")
+        return BackboneConfig(name="resnet", depth=depth, norm="FrozenBN")
+    raise ConversionError(f"unsupported backbone model_type {kind!r} in config.json (swin or resnet)")
+
+
 def config_from_hf(hf: Mapping[str, Any]) -> ModelConfig:
     """Our ``ModelConfig`` from a HuggingFace ``config.json`` (dict)."""
     bc = hf.get("backbone_config")
     if not bc:
         raise ConversionError("config.json has no backbone_config (timm / named backbones are not supported)")
-    kind = bc.get("model_type")
-    if kind == "swin":
-        unsupported = {k: bc[k] for k, ok in (("use_absolute_embeddings", False), ("patch_size", 4),
-                                             ("num_channels", 3), ("qkv_bias", True), ("hidden_act", "gelu"))
-                       if k in bc and bc[k] != ok}
-        if unsupported:
-            raise ConversionError(f"unsupported Swin settings in config.json: {unsupported}")
-        backbone = BackboneConfig(name="swin", embed_dim=int(bc["embed_dim"]), depths=tuple(bc["depths"]),
-                                  num_heads=tuple(bc["num_heads"]), window_size=int(bc["window_size"]),
-                                  mlp_ratio=float(bc.get("mlp_ratio", 4.0)),
-                                  drop_path_rate=float(bc.get("drop_path_rate", 0.3)),
-                                  pretrain_img_size=int(bc.get("image_size", 224)))
-    elif kind == "resnet":
-        depth = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152, (2, 2, 2, 2): 18}.get(tuple(bc["depths"]))
-        if depth is None or bc.get("layer_type", "bottleneck") != ("basic" if depth == 18 else "bottleneck") \
-                or bc.get("downsample_in_first_stage", False) or bc.get("downsample_in_bottleneck", False):
-            raise ConversionError(f"unsupported HF ResNet backbone settings: depths {bc.get('depths')}")
-        backbone = BackboneConfig(name="resnet", depth=depth, norm="FrozenBN")
-    else:
-        raise ConversionError(f"unsupported backbone model_type {kind!r} in config.json (swin or resnet)")
-    heads = int(hf.get("num_attention_heads", 8))
     id2label = hf.get("id2label") or {}
+    if not id2label and "num_labels" not in hf:
+        raise ConversionError("config.json has neither id2label nor num_labels")
     num_classes = len(id2label) if id2label else int(hf["num_labels"])
     names = [id2label[k] for k in sorted(id2label, key=int)] if id2label else []
+    decoder = _from_hf(DecoderConfig, hf, _HF_DECODER)
+    if "decoder_layers" in hf:  # HF counts the prediction from the learnable queries as a layer
+        decoder = dataclasses.replace(decoder, num_layers=int(hf["decoder_layers"]) - 1)
     return ModelConfig(
         num_classes=num_classes,
-        backbone=backbone,
-        pixel_decoder=PixelDecoderConfig(
-            conv_dim=int(hf.get("feature_size", 256)), mask_dim=int(hf.get("mask_feature_size", 256)),
-            num_encoder_layers=int(hf.get("encoder_layers", 6)),
-            encoder_ffn_dim=int(hf.get("encoder_feedforward_dim", 1024)), num_heads=heads, num_points=4,
-            dropout=float(hf.get("dropout", 0.0)), common_stride=int(hf.get("common_stride", 4)),
-        ),
-        decoder=DecoderConfig(
-            hidden_dim=int(hf.get("hidden_dim", 256)), num_queries=int(hf.get("num_queries", 100)),
-            num_heads=heads, ffn_dim=int(hf.get("dim_feedforward", 2048)),
-            num_layers=int(hf.get("decoder_layers", 10)) - 1, pre_norm=bool(hf.get("pre_norm", False)),
-            dropout=float(hf.get("dropout", 0.0)),
-            enforce_input_proj=bool(hf.get("enforce_input_projection", False)),
-        ),
-        loss=LossConfig(
-            class_weight=float(hf.get("class_weight", 2.0)), mask_weight=float(hf.get("mask_weight", 5.0)),
-            dice_weight=float(hf.get("dice_weight", 5.0)), no_object_weight=float(hf.get("no_object_weight", 0.1)),
-            num_points=int(hf.get("train_num_points", 12544)),
-            oversample_ratio=float(hf.get("oversample_ratio", 3.0)),
-            importance_sample_ratio=float(hf.get("importance_sample_ratio", 0.75)),
-        ),
+        backbone=_backbone_from_hf(bc),
+        pixel_decoder=_from_hf(PixelDecoderConfig, hf, _HF_PIXEL_DECODER),
+        decoder=decoder,
+        loss=_from_hf(LossConfig, hf, _HF_LOSS),
         categories=[CategoryInfo(id=i, name=n) for i, n in enumerate(names)],
     )

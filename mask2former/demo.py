@@ -24,7 +24,7 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
              ) -> dict:
     """Run the demo and return the headline numbers; every step's files land under ``output``."""
     from mask2former.data.synthetic import write_synthetic
-    from mask2former.engine.evaluate import run_evaluation
+    from mask2former.engine.evaluate import evaluate_checkpoint
     from mask2former.engine.resume import ResumeConfigError
     from mask2former.engine.train import train
     from mask2former.inference.predict_files import predict_files
@@ -50,7 +50,7 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
                           "remove that folder or choose another --output") from None
     train_seconds = time.perf_counter() - t0
     eval_command = f"mask2former eval --checkpoint {checkpoint} --data {data} --output {out / 'eval'}"
-    metrics = run_evaluation(checkpoint, data, out / "eval", progress=True, command=eval_command)
+    metrics = evaluate_checkpoint(checkpoint, data, out / "eval", progress=True, command=eval_command)
     val_images = sorted((data.parent / "images" / "val").iterdir())[:6]
     predict_files(checkpoint, val_images, out / "predictions", "all", strict=True)  # our own images: none may fail
     summary = {"train_command": command, "train_seconds": round(train_seconds, 1), "iterations": config.max_iter,

@@ -31,8 +31,9 @@ from mask2former.convert import (
 )
 from mask2former.errors import CheckpointError, ConfigError, brief
 from mask2former.modeling import Mask2Former
-from mask2former.presets import PRESETS, get_preset
+from mask2former.presets import get_preset
 from mask2former.safe_unpickle import load_arrays_pickle, refusal
+from mask2former.zoo import ZOO, ZooWeights, architecture_difference, presets_with_architecture, settings_difference
 
 logger = logging.getLogger("mask2former")
 
@@ -149,43 +150,75 @@ def _read_official_pkl(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def _official_config(state: Mapping[str, torch.Tensor], preset: str | ModelConfig | None,
-                     source: str) -> ModelConfig:
-    """Architecture from the weights; inference settings and classes from the matching zoo preset
-    (or the preset / config the caller names)."""
+def _official_config(state: Mapping[str, torch.Tensor], preset: str | ModelConfig | None, source: str, *,
+                     need_settings: bool) -> ModelConfig:
+    """Architecture from the weights; inference settings and classes from the preset the caller
+    names, else from the model-zoo table when the file keeps its zoo name, else from the only
+    preset with this architecture. Several such presets with different settings: refused when
+    ``need_settings``, else the architecture alone (what fine-tuning needs)."""
     try:
         inferred = config_from_state(state)
     except ConversionError as e:
         raise CheckpointError(f"{source}: {e}") from None
     if preset is not None:
-        config = preset if isinstance(preset, ModelConfig) else get_preset(preset)
-        _check_same_architecture(config, inferred, source, getattr(preset, "dataset", None) or str(preset))
-        return config
-    for name, make in PRESETS.items():
-        candidate = make()
-        if _architecture(candidate) == _architecture(inferred):
-            logger.info("%s: matches the zoo setting %r (pass preset=... to choose another)", source, name)
-            return candidate
-    logger.warning("%s: no zoo preset has this architecture; using default inference settings and "
-                   "unnamed classes (pass preset=... to set them)", source)
-    return inferred
+        return _named_preset(preset, inferred, source)
+    entry = ZOO.get(Path(source).name)
+    if entry is not None:
+        return _zoo_file_preset(entry, inferred, source)
+    return _matched_preset(inferred, source, need_settings=need_settings)
 
 
-def _architecture(config: ModelConfig) -> tuple:
-    b = config.backbone
-    bb = (b.name, b.depth) if b.name == "resnet" else (b.name, b.embed_dim, tuple(b.depths), tuple(b.num_heads),
-                                                         b.window_size)
-    return bb, config.num_classes, config.decoder.num_queries, config.decoder.num_layers, config.decoder.hidden_dim
+def _named_preset(preset: str | ModelConfig, inferred: ModelConfig, source: str) -> ModelConfig:
+    """The caller's choice, checked against the weights; a zoo file name saying otherwise is noted."""
+    config = preset if isinstance(preset, ModelConfig) else get_preset(preset)
+    name = preset if isinstance(preset, str) else (preset.dataset or "the given config")
+    difference = architecture_difference(inferred, config)
+    if difference:
+        raise CheckpointError(f"{source}: the weights do not match preset {name!r}: {difference}")
+    entry = ZOO.get(Path(source).name)
+    if entry is not None and isinstance(preset, str) and entry.preset != preset:
+        logger.warning("%s: the model zoo lists %s as %r; using %r as asked", source, entry.file, entry.preset,
+                       preset)
+    return config
 
 
-def _check_same_architecture(config: ModelConfig, inferred: ModelConfig, source: str, preset: str) -> None:
-    if _architecture(config) != _architecture(inferred):
-        raise CheckpointError(
-            f"{source}: the weights do not match preset {preset!r}: checkpoint has "
-            f"{inferred.num_classes} classes, {inferred.decoder.num_queries} queries, backbone "
-            f"{_architecture(inferred)[0]}; preset has {config.num_classes} classes, "
-            f"{config.decoder.num_queries} queries, backbone {_architecture(config)[0]}"
-        )
+def _zoo_file_preset(entry: ZooWeights, inferred: ModelConfig, source: str) -> ModelConfig:
+    """A model-zoo file name decides the preset; weights of another architecture under that name
+    (a renamed file) are an error naming both."""
+    config = get_preset(entry.preset)
+    difference = architecture_difference(inferred, config)
+    if difference:
+        raise CheckpointError(f"{source}: {entry.file} is the model zoo's file of preset {entry.preset!r}, but "
+                              f"these weights are another model ({difference}); pass --preset NAME (Python: "
+                              "preset=...) with the setting it was trained for")
+    logger.info("%s: the model zoo's file of preset %r (published %s)", source, entry.preset,
+                ", ".join(f"{k} {v}" for k, v in entry.metrics.items()))
+    return config
+
+
+def _matched_preset(inferred: ModelConfig, source: str, *, need_settings: bool) -> ModelConfig:
+    """The preset matching the weights' architecture; several with different settings are not
+    guessed between."""
+    candidates = presets_with_architecture(inferred)
+    names = list(candidates)
+    if not candidates:
+        logger.warning("%s: no zoo preset has this architecture; using default inference settings and "
+                       "unnamed classes (pass preset=... to set them)", source)
+        return inferred
+    differences = settings_difference(candidates)
+    if not differences:
+        same = f"the zoo settings {' and '.join(map(repr, names))}, which are identical," if len(names) > 1 \
+            else f"the zoo setting {names[0]!r}"
+        logger.info("%s: matches %s (pass preset=... to choose another)", source, same)
+        return candidates[names[0]]
+    if not need_settings:
+        logger.info("%s: the weights fit the zoo settings %s; only the weights are used", source, ", ".join(names))
+        return inferred
+    raise CheckpointError(
+        f"{source}: the weights fit {len(names)} zoo settings, which differ in {', '.join(differences)}: pass "
+        + " or ".join(f"--preset {n}" for n in names) + " (Python: "
+        + " or ".join(f"preset={n!r}" for n in names) + "), whichever the model was trained for; "
+        "a file keeping its model-zoo name (model_final_<id>.pkl) needs no --preset")
 
 
 def _read_hf_dir(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
@@ -255,12 +288,16 @@ def read_torch_file(path: Path) -> Any:
         raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({type(e).__name__}: {reason})") from None
 
 
-def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = None
-                    ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = None, *,
+                    need_settings: bool = False) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """(config, state dict in our names) from any supported checkpoint, without building a model.
 
     ``preset`` (a name or a ``ModelConfig``) only applies to official checkpoints, which store no
-    config: it supplies the settings the weights cannot show (heads, test sizes, classes).
+    config: it supplies the settings the weights cannot show (heads, test sizes, classes). Without
+    it a model-zoo file name decides, else the architecture. Weights that fit several presets with
+    different settings are refused when ``need_settings`` (running the model needs them: see
+    ``load_model``); otherwise (``train --init`` reads only the weights) the config is the
+    architecture with default settings.
     """
     path = Path(path)
     if not path.exists():
@@ -269,13 +306,13 @@ def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = 
         if (path / "config.json").exists():
             return _read_hf_dir(path)
         if (path / "model_final.pt").exists():
-            return read_checkpoint(path / "model_final.pt", preset)
+            return read_checkpoint(path / "model_final.pt", preset, need_settings=need_settings)
         raise CheckpointError(f"{path}: a directory, but neither a HuggingFace model (config.json) nor a "
                               "training output (model_final.pt)")
     if path.suffix == ".pkl":
         state = _read_official_pkl(path)
         state = convert_official_state_dict(state)
-        return _official_config(state, preset, str(path)), state
+        return _official_config(state, preset, str(path), need_settings=need_settings), state
     if path.suffix == ".safetensors":
         state, metadata = _read_safetensors(path)
         if metadata.get("format") != FORMAT or "config" not in metadata:
@@ -291,7 +328,7 @@ def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = 
         return _ours(path, data.get("version"), data.get("sha256"), data.get("config"), data.get("model"))
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         state = convert_official_state_dict(data["model"])
-        return _official_config(state, preset, str(path)), state
+        return _official_config(state, preset, str(path), need_settings=need_settings), state
     raise CheckpointError(f"{path}: not a Mask2Former checkpoint (expected our format, an official .pkl or a "
                           "HuggingFace directory)")
 
@@ -318,9 +355,10 @@ def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
     """A ready model (eval mode) from our checkpoint, an official ``.pkl`` or a HF directory.
 
     ``preset`` names the zoo setting of an official ``.pkl`` (its file stores no config), or is a
-    ``ModelConfig``; without it the setting is matched from the architecture.
+    ``ModelConfig``; without it the model-zoo file name or the architecture decides, and weights
+    that fit several settings are refused with the ``--preset`` choices.
     """
-    config, state = read_checkpoint(path, preset)
+    config, state = read_checkpoint(path, preset, need_settings=True)
     try:
         model = build_model(config)
     except ConfigError as e:

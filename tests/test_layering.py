@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mask2former"
-ABOVE = {"engine", "inference", "compare", "cli", "demo", "weights", "build", "benchmark", "presets"}
+ABOVE = {"engine", "inference", "compare", "cli", "demo", "weights", "build", "benchmark", "presets", "zoo"}
 FORBIDDEN = {
     "modeling": {"losses", "data", "evaluation"} | ABOVE,
     "losses": {"modeling", "data", "evaluation"} | ABOVE,

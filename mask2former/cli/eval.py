@@ -28,11 +28,11 @@ def run(args: argparse.Namespace) -> int:
 
     resolve_device(args.device)  # before the data and the checkpoint are read
     from mask2former.engine.distributed import is_main
-    from mask2former.engine.evaluate import run_evaluation
+    from mask2former.engine.evaluate import evaluate_checkpoint
 
-    metrics = run_evaluation(args.checkpoint, args.data, args.output, split=args.split, tasks=args.task,
-                             tta=args.tta, preset=args.preset, device=args.device, batch_size=args.batch_size,
-                             progress=True, command="mask2former " + " ".join(sys.argv[1:]))
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.output, split=args.split, tasks=args.task,
+                                  tta=args.tta, preset=args.preset, device=args.device, batch_size=args.batch_size,
+                                  progress=True, command="mask2former " + " ".join(sys.argv[1:]))
     if is_main():
         width = max(len(k) for k in metrics) if metrics else 0
         for key, value in metrics.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mask2former.cli.options import positive_int, probability
+from mask2former.cli.options import positive_int, preset_name, probability
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
     p.add_argument("--output", required=True, help="folder for the results (a later run merges into its index)")
     p.add_argument("--task", default="panoptic", choices=["semantic", "instance", "panoptic", "all"])
-    p.add_argument("--preset", default=None, help="zoo setting of an official .pkl (default: matched)")
+    p.add_argument("--preset", default=None, type=preset_name,
+                   help="zoo setting of an official .pkl (default: from its file name or its shapes)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")

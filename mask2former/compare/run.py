@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from mask2former.compare.baselines import (
 from mask2former.compare.train_baselines import train_baseline
 from mask2former.config import TrainConfig
 from mask2former.data.data_yaml import build_split, load_data_config
-from mask2former.engine.evaluate import TaskEvaluators, metric_rules, tasks_for
+from mask2former.data.datasets import DatasetSplit
+from mask2former.engine.scoring import PredictStream, model_predictions, per_image, predict_and_score
 from mask2former.engine.train import adopt_dataset, train
+from mask2former.evaluation.tasks import metric_rules, tasks_for
 from mask2former.inference.predictor import Predictor
 from mask2former.structures import ImageResult
 from mask2former.weights import load_model
@@ -51,15 +54,50 @@ class ModelRun:
     predictions: list[ImageResult] = field(default_factory=list)
 
 
-def _predict_split(split: Any, predict: Any, evaluators: TaskEvaluators, keep: int) -> list[ImageResult]:
-    kept = []
-    for i in range(len(split)):
-        image, target = split.load(i)
-        result = predict(image)
-        evaluators.update(i, target, result, split.records[i])
-        if i < keep:
-            kept.append(result)
-    return kept
+@dataclass
+class _Bench:
+    """What every compared model is scored on: the val split, the first ``keep`` predictions kept
+    for pictures, and one sample image whose prediction is timed."""
+
+    split: DatasetSplit
+    keep: int
+    sample: np.ndarray
+
+    def score(self, run: ModelRun, predict: PredictStream, cost: Callable[[], Cost]) -> ModelRun:
+        """Score ``run`` on every val image, then measure its cost."""
+        scored = predict_and_score(self.split, predict, run.tasks, keep=self.keep)
+        run.metrics, run.per_class, run.predictions = scored.metrics, scored.per_class, scored.examples
+        run.cost = cost()
+        return run
+
+
+@dataclass
+class _Baselines:
+    """How both baselines are built and trained: Mask2Former's budget, inputs and sample order."""
+
+    config: TrainConfig
+    split: DatasetSplit  # train
+    backbone: str
+    width: int
+    optimizer: str
+    lr: float
+    rois_per_image: int
+    progress: bool
+
+    @property
+    def budget(self) -> str:
+        return f"trained here: {self.config.max_iter} iterations x batch {self.config.batch_size}"
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.width == 256 else f", width {self.width}"
+
+    def train(self, adapter: Any, name: str) -> float:
+        """Train ``adapter``; returns the seconds it took."""
+        t0 = time.perf_counter()
+        train_baseline(adapter, self.split, self.config, optimizer=self.optimizer, base_lr=self.lr,
+                       progress=self.progress, name=name)
+        return time.perf_counter() - t0
 
 
 def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: TrainConfig,
@@ -81,116 +119,134 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     how long it took, where the caller knows (the demo trains it just before)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    command = command or " ".join(["mask2former", *sys.argv[1:]])
     data_config = load_data_config(data)
     train_split, val_split = build_split(data_config, "train"), build_split(data_config, "val")
-    categories = val_split.categories
-    tasks = tasks_for(data_config.format, categories)
+    tasks = tasks_for(data_config.format, val_split.categories)
     config = adopt_dataset(config, train_split, data_config.format)
-    inference = config.model.inference
-    thing_flags = [c.isthing for c in categories]
-    thing_classes = [i for i, flag in enumerate(thing_flags) if flag]
-    if baseline_backbone == "auto":
-        b = config.model.backbone
-        baseline_backbone = f"resnet{b.depth}" if b.name == "resnet" else "resnet50"
-    width = config.model.pixel_decoder.conv_dim if baseline_width == "auto" else int(baseline_width)
-    if baseline_lr is None:
-        baseline_lr = config.solver.base_lr
-    suffix = "" if width == 256 else f", width {width}"
-    runs: list[ModelRun] = []
-
-    # --- Mask2Former
-    t0 = time.perf_counter()
     if checkpoint is None:
+        t0 = time.perf_counter()
         checkpoint = train(config, data, out / "mask2former", device=device, progress=progress)
         source = f"trained here: {config.max_iter} iterations x batch {config.batch_size}"
-        m2f_seconds = time.perf_counter() - t0
+        checkpoint_seconds = time.perf_counter() - t0
     else:
         source = f"checkpoint {checkpoint}" + (f" ({checkpoint_note})" if checkpoint_note else "")
-        m2f_seconds = checkpoint_seconds  # NaN (n/a) unless the caller knows
-    model = load_model(checkpoint, device=device)
-    predictor = Predictor(model, device=device)
-    m2f = ModelRun("Mask2Former", tasks, source, train_seconds=m2f_seconds)
-    evaluators = TaskEvaluators(categories, tasks, data_config.format)
-    m2f.predictions = _predict_split(val_split, lambda im: predictor(im, task=tasks), evaluators, num_examples)
-    m2f.metrics, m2f.per_class = evaluators.compute_with_per_class()
-    sample = val_split.load(0)[0]
-    m2f.cost = measure(model, lambda: predictor(sample, task=tasks))
-    runs.append(m2f)
-
-    # --- baselines, same budget and inputs
-    budget = f"trained here: {config.max_iter} iterations x batch {config.batch_size}"
-    mask_rcnn = deeplab = None
-    if "instance" in tasks:
-        torch.manual_seed(config.seed)  # the baselines' random init, whatever ran before in this process
-        det = build_mask_rcnn(len(thing_classes), min_size=config.input.crop_size[0],
-                              max_size=max(config.input.crop_size), backbone=baseline_backbone,
-                              rois_per_image=rois_per_image, width=width)
-        mask_rcnn = MaskRCNNAdapter(det, thing_classes)
-        t0 = time.perf_counter()
-        train_baseline(mask_rcnn, train_split, config, optimizer=baseline_optimizer, base_lr=baseline_lr,
-                       progress=progress, name="mask_rcnn")
-        seconds = time.perf_counter() - t0
-        det.transform.min_size, det.transform.max_size = (inference.min_size,), inference.max_size
-        run = ModelRun(f"Mask R-CNN ({baseline_backbone} FPN{suffix})", ("instance",),
-                       f"{budget}; {rois_per_image} RoIs per image", train_seconds=seconds)
-        evaluators = TaskEvaluators(categories, ("instance",), data_config.format)
-        run.predictions = _predict_split(val_split, lambda im: ImageResult(
-            im.shape[0], im.shape[1], instance=mask_rcnn.predict(im, inference.topk_per_image)), evaluators,
-            num_examples)
-        run.metrics, run.per_class = evaluators.compute_with_per_class()
-        run.cost = measure(det, lambda: mask_rcnn.predict(sample))
-        runs.append(run)
-    if "semantic" in tasks or "panoptic" in tasks:
-        torch.manual_seed(config.seed)
-        seg = build_deeplab(len(categories), backbone=baseline_backbone, width=width)
-        deeplab = DeepLabAdapter(seg, len(categories), min_size=inference.min_size, max_size=inference.max_size)
-        t0 = time.perf_counter()
-        train_baseline(deeplab, train_split, config, optimizer=baseline_optimizer, base_lr=baseline_lr,
-                       progress=progress, name="deeplabv3")
-        seconds = time.perf_counter() - t0
-        run = ModelRun(f"DeepLabV3 ({baseline_backbone}{suffix})", ("semantic",), budget, train_seconds=seconds)
-        evaluators = TaskEvaluators(categories, ("semantic",), data_config.format)
-        run.predictions = _predict_split(val_split, lambda im: ImageResult(
-            im.shape[0], im.shape[1], semantic=deeplab.predict(im)), evaluators, num_examples)
-        run.metrics, run.per_class = evaluators.compute_with_per_class()
-        run.cost = measure(seg, lambda: deeplab.predict(sample))
-        runs.append(run)
-    if "panoptic" in tasks and mask_rcnn is not None and deeplab is not None:
-        scale = (inference.min_size / 800) ** 2  # the reference stuff-area threshold is for 800 px images
-        stuff_area = max(1, int(4096 * scale))
-
-        def combined(im: np.ndarray) -> ImageResult:
-            inst = mask_rcnn.predict(im, inference.topk_per_image)
-            sem = deeplab.predict(im)
-            pan = heuristic_panoptic(inst, sem.labels, thing_flags, stuff_area_threshold=stuff_area)
-            return ImageResult(im.shape[0], im.shape[1], semantic=sem, instance=inst, panoptic=pan)
-
-        run = ModelRun("Mask R-CNN + DeepLabV3 (heuristic merge)", ("panoptic",), budget + " (each)",
-                       train_seconds=runs[-1].train_seconds + runs[-2].train_seconds)
-        evaluators = TaskEvaluators(categories, ("panoptic",), data_config.format)
-        run.predictions = _predict_split(val_split, combined, evaluators, num_examples)
-        run.metrics, run.per_class = evaluators.compute_with_per_class()
-        merged_params = torch.nn.ModuleList([mask_rcnn.model, deeplab.model])
-        run.cost = measure(merged_params, lambda: combined(sample))
-        runs.append(run)
-
+    bench = _Bench(val_split, num_examples, val_split.load(0)[0])
+    baselines = _Baselines(config, train_split, _baseline_backbone(config, baseline_backbone),
+                           config.model.pixel_decoder.conv_dim if baseline_width == "auto" else int(baseline_width),
+                           baseline_optimizer, config.solver.base_lr if baseline_lr is None else baseline_lr,
+                           rois_per_image, progress)
+    runs = [_mask2former_run(bench, checkpoint, tasks, source, checkpoint_seconds, device),
+            *_baseline_runs(bench, baselines, tasks)]
+    provenance = _provenance(data, data_config.format, train_split, val_split, config, baselines,
+                             command or " ".join(["mask2former", *sys.argv[1:]]), device)
     from mask2former.compare.report import write_report
 
-    provenance = {
-        "dataset": str(Path(data).resolve()), "format": data_config.format, "split": "val",
+    report = write_report(out, runs, val_split.categories, val_split, provenance, tasks)
+    _write_results_json(out / "results.json", provenance, runs)
+    return report
+
+
+def _baseline_backbone(config: TrainConfig, asked: str) -> str:
+    """``auto``: Mask2Former's own ResNet depth, ResNet-50 for other backbones."""
+    if asked != "auto":
+        return asked
+    b = config.model.backbone
+    return f"resnet{b.depth}" if b.name == "resnet" else "resnet50"
+
+
+def _mask2former_run(bench: _Bench, checkpoint: str | os.PathLike, tasks: tuple[str, ...], source: str,
+                     seconds: float, device: str) -> ModelRun:
+    model = load_model(checkpoint, device=device)
+    predictor = Predictor(model, device=device)
+    run = ModelRun("Mask2Former", tasks, source, train_seconds=seconds)
+    return bench.score(run, model_predictions(predictor, tasks),
+                       lambda: measure(model, lambda: predictor(bench.sample, task=tasks)))
+
+
+def _baseline_runs(bench: _Bench, baselines: _Baselines, tasks: tuple[str, ...]) -> list[ModelRun]:
+    """Mask R-CNN where instances are scored, DeepLabV3 where pixels are, and their heuristic
+    panoptic merge where both trained and panoptic is scored."""
+    categories = bench.split.categories
+    runs, mask_rcnn, deeplab = [], None, None
+    if "instance" in tasks:
+        mask_rcnn, run = _mask_rcnn_run(bench, baselines, [i for i, c in enumerate(categories) if c.isthing])
+        runs.append(run)
+    if "semantic" in tasks or "panoptic" in tasks:
+        deeplab, run = _deeplab_run(bench, baselines, len(categories))
+        runs.append(run)
+    if "panoptic" in tasks and mask_rcnn is not None and deeplab is not None:
+        runs.append(_merged_run(bench, baselines, mask_rcnn, deeplab, runs[-2].train_seconds + runs[-1].train_seconds))
+    return runs
+
+
+def _mask_rcnn_run(bench: _Bench, baselines: _Baselines, thing_classes: list[int]
+                   ) -> tuple[MaskRCNNAdapter, ModelRun]:
+    config, inference = baselines.config, baselines.config.model.inference
+    torch.manual_seed(config.seed)  # the baselines' random init, whatever ran before in this process
+    det = build_mask_rcnn(len(thing_classes), min_size=config.input.crop_size[0],
+                          max_size=max(config.input.crop_size), backbone=baselines.backbone,
+                          rois_per_image=baselines.rois_per_image, width=baselines.width)
+    adapter = MaskRCNNAdapter(det, thing_classes)
+    seconds = baselines.train(adapter, "mask_rcnn")
+    det.transform.min_size, det.transform.max_size = (inference.min_size,), inference.max_size  # test size
+    run = ModelRun(f"Mask R-CNN ({baselines.backbone} FPN{baselines.suffix})", ("instance",),
+                   f"{baselines.budget}; {baselines.rois_per_image} RoIs per image", train_seconds=seconds)
+    predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1],
+                                               instance=adapter.predict(im, inference.topk_per_image)))
+    return adapter, bench.score(run, predict, lambda: measure(det, lambda: adapter.predict(bench.sample)))
+
+
+def _deeplab_run(bench: _Bench, baselines: _Baselines, num_classes: int) -> tuple[DeepLabAdapter, ModelRun]:
+    inference = baselines.config.model.inference
+    torch.manual_seed(baselines.config.seed)
+    seg = build_deeplab(num_classes, backbone=baselines.backbone, width=baselines.width)
+    adapter = DeepLabAdapter(seg, num_classes, min_size=inference.min_size, max_size=inference.max_size)
+    seconds = baselines.train(adapter, "deeplabv3")
+    run = ModelRun(f"DeepLabV3 ({baselines.backbone}{baselines.suffix})", ("semantic",), baselines.budget,
+                   train_seconds=seconds)
+    predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1], semantic=adapter.predict(im)))
+    return adapter, bench.score(run, predict, lambda: measure(seg, lambda: adapter.predict(bench.sample)))
+
+
+def _merged_run(bench: _Bench, baselines: _Baselines, mask_rcnn: MaskRCNNAdapter, deeplab: DeepLabAdapter,
+                seconds: float) -> ModelRun:
+    """Panoptic from the two baselines by the standard heuristic merge (Panoptic FPN)."""
+    inference = baselines.config.model.inference
+    thing_flags = [c.isthing for c in bench.split.categories]
+    scale = (inference.min_size / 800) ** 2  # the reference stuff-area threshold is for 800 px images
+    stuff_area = max(1, int(4096 * scale))
+
+    def combined(im: np.ndarray) -> ImageResult:
+        inst = mask_rcnn.predict(im, inference.topk_per_image)
+        sem = deeplab.predict(im)
+        pan = heuristic_panoptic(inst, sem.labels, thing_flags, stuff_area_threshold=stuff_area)
+        return ImageResult(im.shape[0], im.shape[1], semantic=sem, instance=inst, panoptic=pan)
+
+    run = ModelRun("Mask R-CNN + DeepLabV3 (heuristic merge)", ("panoptic",), baselines.budget + " (each)",
+                   train_seconds=seconds)
+    both = torch.nn.ModuleList([mask_rcnn.model, deeplab.model])
+    return bench.score(run, per_image(combined), lambda: measure(both, lambda: combined(bench.sample)))
+
+
+def _provenance(data: str | os.PathLike, data_format: str, train_split: DatasetSplit, val_split: DatasetSplit,
+                config: TrainConfig, baselines: _Baselines, command: str, device: str) -> dict[str, Any]:
+    """Where every number in the report comes from."""
+    inference = config.model.inference
+    return {
+        "dataset": str(Path(data).resolve()), "format": data_format, "split": "val",
         "val_images": len(val_split), "train_images": len(train_split), "command": command,
         "input_size": f"crop {config.input.crop_size[0]}x{config.input.crop_size[1]} "
                       f"({config.input.augmentation}); test short side {inference.min_size}, "
                       f"long side <= {inference.max_size}",
         "iterations": config.max_iter, "batch_size": config.batch_size,
-        "baselines": f"{baseline_backbone}, width {width}, {rois_per_image} RoIs per image (Mask R-CNN), "
-                     f"{baseline_optimizer} lr {baseline_lr:g}, random init",
-        "device": device, "threads": torch.get_num_threads(), "metric_rules": metric_rules(data_config.format),
+        "baselines": f"{baselines.backbone}, width {baselines.width}, {baselines.rois_per_image} RoIs per image "
+                     f"(Mask R-CNN), {baselines.optimizer} lr {baselines.lr:g}, random init",
+        "device": device, "threads": torch.get_num_threads(), "metric_rules": metric_rules(data_format),
     }
-    report = write_report(out, runs, categories, val_split, provenance, tasks)
-    (out / "results.json").write_text(json.dumps({"provenance": provenance, "models": [
+
+
+def _write_results_json(path: Path, provenance: dict[str, Any], runs: list[ModelRun]) -> None:
+    path.write_text(json.dumps({"provenance": provenance, "models": [
         {"name": r.name, "source": r.source, "tasks": r.tasks, "metrics": r.metrics, "per_class": r.per_class,
          "cost": vars(r.cost) if r.cost else None,
          "train_seconds": None if math.isnan(r.train_seconds) else r.train_seconds} for r in runs]}, indent=1))
-    return report

@@ -61,6 +61,7 @@ class DatasetSplit:
     format: str = ""
     skip_bad: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    annotation_file: Path | None = None  # LVIS: the JSON its AP is scored against (federated labels)
     _failed: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:

@@ -73,4 +73,5 @@ def read_lvis(annotations: str | Path, images: str | Path, *, name: str = "", sk
             kept.append(record)
     split.records = kept
     split.skipped.extend(problems.skipped)
+    split.annotation_file = path
     return split

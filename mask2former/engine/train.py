@@ -32,7 +32,7 @@ from mask2former.data.loader import IterationBatchSampler, LoadFailure, Training
 from mask2former.data.transforms import build_train_transform
 from mask2former.device import resolve_device
 from mask2former.engine import distributed as dist
-from mask2former.engine.evaluate import evaluate, tasks_for
+from mask2former.engine.evaluate import evaluate
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from mask2former.engine.resume import architecture_error, check_resume
 from mask2former.engine.run_logger import RunLogger
@@ -44,6 +44,7 @@ from mask2former.engine.train_state import (
     set_rng_state,
 )
 from mask2former.errors import CheckpointError, ConfigError, TrainingError, brief
+from mask2former.evaluation.tasks import tasks_for
 from mask2former.folder_lock import folder_lock
 from mask2former.formats import TASKS
 from mask2former.structures import Target

@@ -79,6 +79,7 @@ class CityscapesInstanceEvaluator:
             self.images[c].append((gts[c], dets[c]))
 
     def merge(self, other: CityscapesInstanceEvaluator) -> None:
+        """Add another process's images (same thing classes)."""
         for c in self.thing_ids:
             self.images[c] += other.images[c]
 

@@ -1,4 +1,5 @@
-"""COCO mask (and box) AP through pycocotools, from in-memory ground truth and results."""
+"""COCO mask (and box) AP through pycocotools, from in-memory ground truth and results; LVIS AP
+through the ``lvis`` package; ``InstanceAPEvaluator`` accumulates images for either."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from mask2former.formats import bbox_xywh, encode_rle
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
@@ -118,3 +121,53 @@ def lvis_evaluate(gt: str | os.PathLike | dict[str, Any], results: Sequence[dict
             evaluator.run()
         out[iou_type] = {name: float(evaluator.results[name]) * 100 for name in LVIS_STAT_NAMES}
     return out
+
+
+class InstanceAPEvaluator:
+    """Mask AP over accumulated images, with pycocotools' COCOeval on ground truth gathered from
+    the images, or with ``lvis_annotations`` by the ``lvis`` package on the dataset's own file
+    (its federated labels are not in the images' masks). Category ids are the dataset's."""
+
+    def __init__(self, categories: Sequence[dict[str, Any]], *,
+                 lvis_annotations: str | os.PathLike | None = None) -> None:
+        self.categories = [{"id": c["id"], "name": c["name"]} for c in categories]
+        self.lvis_annotations = None if lvis_annotations is None else str(lvis_annotations)
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def add_ground_truth(self, image_id: int | str, masks: np.ndarray, category_ids: Sequence[int],
+                         iscrowd: Sequence[bool]) -> None:
+        """One image's instances, ``masks [N, H, W]`` bool. LVIS reads its own file instead."""
+        if self.lvis_annotations is not None:
+            return
+        self.images.append({"id": image_id, "height": int(masks.shape[1]), "width": int(masks.shape[2])})
+        for mask, category_id, crowd in zip(masks, category_ids, iscrowd):
+            self.annotations.append({
+                "id": len(self.annotations) + 1, "image_id": image_id, "category_id": int(category_id),
+                "segmentation": encode_rle(mask), "area": float(mask.sum()), "bbox": bbox_xywh(mask),
+                "iscrowd": int(crowd),
+            })
+
+    def add_detections(self, image_id: int | str, masks: np.ndarray, category_ids: Sequence[int],
+                       scores: Sequence[float], boxes: np.ndarray) -> None:
+        """One image's detections: ``masks [N, H, W]`` bool, ``boxes [N, 4]`` XYXY."""
+        for mask, category_id, score, (x0, y0, x1, y1) in zip(masks, category_ids, scores, boxes.tolist()):
+            self.results.append({"image_id": image_id, "category_id": int(category_id),
+                                 "segmentation": encode_rle(mask), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                 "score": float(score)})
+
+    def merge(self, other: InstanceAPEvaluator) -> None:
+        """Add another process's images (annotation ids renumbered after ours)."""
+        offset = len(self.annotations)
+        self.images += other.images
+        self.annotations += [{**a, "id": a["id"] + offset} for a in other.annotations]
+        self.results += other.results
+
+    def compute(self) -> tuple[dict[str, float], dict[int, float] | None]:
+        """The numbers in percent (COCO's 12 or LVIS's 9) and COCO AP per category id (LVIS: None)."""
+        if self.lvis_annotations is not None:
+            return lvis_evaluate(self.lvis_annotations, self.results)["segm"], None
+        gt = {"images": self.images, "annotations": self.annotations, "categories": self.categories}
+        coco = coco_evaluate(gt, self.results, iou_types=("segm",))["segm"]
+        return {k: float(v) for k, v in coco.items() if k != "per_class"}, coco["per_class"]

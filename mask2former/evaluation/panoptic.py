@@ -89,6 +89,13 @@ class PanopticEvaluator:
                 continue
             self._stat(pred["category_id"])[2] += 1
 
+    def merge(self, other: PanopticEvaluator) -> None:
+        """Add another process's per-category sums (same categories)."""
+        for category_id, values in other.stats.items():
+            stat = self._stat(category_id)
+            for k, value in enumerate(values):
+                stat[k] += value
+
     def _average(self, isthing: bool | None) -> tuple[dict[str, float], dict[int, dict[str, float]]]:
         pq = sq = rq = 0.0
         n = 0

@@ -42,6 +42,12 @@ class SemanticEvaluator:
         counts = np.bincount((k + 1) * pred.reshape(-1) + gt.reshape(-1), minlength=(k + 1) ** 2)
         self.conf += counts.reshape(k + 1, k + 1)
 
+    def merge(self, other: SemanticEvaluator) -> None:
+        """Add another process's confusion matrix (same classes)."""
+        if other.conf.shape != self.conf.shape:
+            raise ValueError(f"cannot merge a {other.num_classes}-class evaluator into a {self.num_classes}-class one")
+        self.conf += other.conf
+
     def compute(self) -> dict:
         """Percent. Classes absent from the ground truth have NaN accuracy and (detectron2's
         convention) NaN IoU, left out of the means; classes neither in the ground truth nor predicted

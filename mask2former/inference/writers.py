@@ -225,6 +225,13 @@ class ResultWriter:
         return [{"id": self.dataset_ids[i], "name": self.names[i], "isthing": int(flags[i]),
                  "color": [int(c) for c in self.colors[i]]} for i in range(self.config.num_classes)]
 
+    def merge(self, other: ResultWriter) -> None:
+        """Add the index entries another process's writer made (multi-process ``eval``: helper
+        processes write their files, the main process writes the one index)."""
+        self.images += other.images
+        self.panoptic_annotations += other.panoptic_annotations
+        self.instances += other.instances
+
     # ------------------------------------------------------------------ the end
     def close(self) -> None:
         """Write the index files (merged with the folder's earlier ones) and release the folder.

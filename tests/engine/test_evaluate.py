@@ -1,5 +1,6 @@
 """mask2former eval: every allowed task scored, predictions written in the community formats,
-TTA, and 2 processes giving the numbers of one."""
+TTA (the multi-scale + flip average, not the single-scale prediction), and 2 processes giving the
+numbers of one."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from mask2former import build_model, get_preset, save_model
+from mask2former import Predictor, build_model, get_preset, load_model, save_model
 from mask2former.cli import main
 from mask2former.data.synthetic import write_synthetic
-from mask2former.engine.evaluate import run_evaluation
+from mask2former.engine.evaluate import evaluate_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,7 @@ def setup(tmp_path_factory):
     split = build_split(load_data_config(data), "val")
     config.categories, config.num_classes = list(split.categories), len(split.categories)
     config.inference.object_mask_threshold = 0.0  # an untrained model: keep segments to write
+    torch.manual_seed(0)  # the same model whatever ran before (the TTA test needs one that TTA changes)
     checkpoint = save_model(build_model(config), root / "model.pt")
     return data, checkpoint, split
 
@@ -56,18 +59,29 @@ def test_eval_writes_metrics_and_predictions(tmp_path, setup, capsys):
 
 
 def test_task_selection_and_tta(tmp_path, setup):
-    data, checkpoint, _ = setup
-    plain = run_evaluation(checkpoint, data, tasks=["semantic"])
-    tta = run_evaluation(checkpoint, data, tasks=["semantic"], tta=True)
+    data, checkpoint, split = setup
+    plain = evaluate_checkpoint(checkpoint, data, tasks=["semantic"])
+    tta = evaluate_checkpoint(checkpoint, data, tmp_path / "tta", tasks=["semantic"], tta=True)
     assert set(plain) == set(tta) == {"semantic.mIoU", "semantic.fwIoU", "semantic.mACC", "semantic.pACC"}
+    # --tta is used: what was written and scored is the multi-scale + flip average, which on this
+    # model differs from the single-scale prediction
+    predictor = Predictor(load_model(checkpoint))
+    written = [np.asarray(Image.open(tmp_path / "tta" / "semantic" / f"{r.image_path.stem}.png"))
+               for r in split.records]
+    single = [predictor(split.load(i)[0], task="semantic").semantic.labels.numpy() for i in range(len(split))]
+    changed = [i for i in range(len(split)) if not np.array_equal(written[i], single[i])]
+    assert changed, "the TTA run wrote the single-scale labels"
+    i = changed[0]
+    np.testing.assert_array_equal(written[i], predictor.semantic_tta(split.load(i)[0]).semantic.labels.numpy())
+    assert tta != plain
     with pytest.raises(ValueError, match="no split 'test'"):
-        run_evaluation(checkpoint, data, split="test")
+        evaluate_checkpoint(checkpoint, data, split="test")
 
 
 @pytest.mark.slow
 def test_two_processes_give_the_same_numbers(tmp_path, setup):
     data, checkpoint, _ = setup
-    single = run_evaluation(checkpoint, data)
+    single = evaluate_checkpoint(checkpoint, data)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "mask2former", "-q", "eval", "--checkpoint", str(checkpoint), "--data", str(data),

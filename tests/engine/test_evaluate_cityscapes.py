@@ -13,7 +13,9 @@ from PIL import Image
 
 from mask2former import build_model, get_preset, save_model
 from mask2former.data.data_yaml import build_split
-from mask2former.engine.evaluate import TaskEvaluators, run_evaluation
+from mask2former.data.datasets import read_label_map
+from mask2former.engine.evaluate import evaluate_checkpoint
+from mask2former.evaluation.tasks import TaskEvaluators
 from mask2former.structures import ImageResult, InstanceResult, SemanticResult
 
 H, W = 40, 60
@@ -63,8 +65,11 @@ def test_instance_ap_and_miou_follow_cityscapes_rules(data):
     label, inst = _scene()
     perfect = [inst == 26000, inst == 26001, inst == 24000]
     semantic = target.semantic_map(0).numpy()  # void pixels predicted as road
+    instance_ids = read_label_map(split.records[0].extra["instance_path"])  # the raw file, as eval reads it
     evaluators = TaskEvaluators(split.categories, ("instance", "semantic"), "cityscapes")
-    evaluators.update(0, target, _result(perfect, [CAR, CAR, PERSON], [0.9, 0.8, 0.7], semantic), split.records[0])
+    assert evaluators.needs_instance_ids
+    evaluators.update(0, target, _result(perfect, [CAR, CAR, PERSON], [0.9, 0.8, 0.7], semantic),
+                      instance_ids=instance_ids)
     assert evaluators.compute()["instance.AP"] == pytest.approx(100.0)
 
     # A confident car on the caravan: a false positive under cityscapesscripts' rules, whereas
@@ -76,7 +81,7 @@ def test_instance_ap_and_miou_follow_cityscapes_rules(data):
     evaluators = TaskEvaluators(split.categories, ("instance", "semantic"), "cityscapes")
     masks = [*perfect, inst == 29000, on_group, on_small]
     result = _result(masks, [CAR, CAR, PERSON, CAR, CAR, CAR], [0.9, 0.8, 0.7, 0.95, 0.99, 0.99], semantic)
-    evaluators.update(0, target, result, split.records[0])
+    evaluators.update(0, target, result, instance_ids=instance_ids)
     metrics, per_class = evaluators.compute_with_per_class()
     assert per_class["instance.AP"]["person"] == pytest.approx(100.0)
     # scores (FP .95, TP .9, TP .8): precision 0, 1/2, 2/3 at recall 0, 1/2, 1; cityscapesscripts
@@ -96,7 +101,7 @@ def test_eval_cli_on_cityscapes_reports_the_rules(data, tmp_path):
     config.categories, config.num_classes = list(split.categories), len(split.categories)
     config.inference.object_mask_threshold = 0.0
     checkpoint = save_model(build_model(config), tmp_path / "model.pt")
-    metrics = run_evaluation(checkpoint, data, tmp_path / "out")
+    metrics = evaluate_checkpoint(checkpoint, data, tmp_path / "out")
     assert {"instance.AP", "instance.AP50", "panoptic.PQ", "semantic.mIoU"} <= set(metrics)
     assert "instance.APs" not in metrics  # COCO's size breakdown does not exist under Cityscapes' rules
     assert "instance AP and mIoU: cityscapesscripts" in (tmp_path / "out" / "report.md").read_text()
