@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.hf_reference import attention_mask_flips  # noqa: E402
+from mask2former.testing.hf_reference import attention_mask_flips
 
 
 def hf_config(backbone: str):

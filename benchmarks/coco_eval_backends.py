@@ -17,17 +17,14 @@ import contextlib
 import io
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mask2former.evaluation.instance import STAT_NAMES, _for_iou_type, coco_evaluate  # noqa: E402
+from mask2former.evaluation.instance import STAT_NAMES, _for_iou_type, coco_evaluate
 
 
 def _rle(mask: np.ndarray) -> dict[str, Any]:

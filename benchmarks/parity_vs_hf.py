@@ -11,15 +11,13 @@ threshold at a logit within rounding of 0, and the errors with HF's attention ma
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mask2former import load_model  # noqa: E402
-from tests.hf_reference import attention_mask_flips, make_hf_model, max_errors  # noqa: E402
+from mask2former import load_model
+from mask2former.testing.hf_reference import attention_mask_flips, make_hf_model, max_errors
 
 CONFIGS = [
     ("Swin w7, 10 queries, 5 classes", dict(), [(1, 3, 96, 128), (2, 3, 75, 101)]),

@@ -62,3 +62,20 @@ def test_shared_formats_are_defined_once():
                 if "difflib" in names:
                     problems.append(f"{path.relative_to(PACKAGE)} imports difflib")
     assert not problems, problems
+
+
+def test_only_the_distributed_module_talks_to_torch_distributed():
+    users = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "distributed.py":
+            continue
+        text = path.read_text()
+        if "torch.distributed" in text or "from torch import distributed" in text:
+            users.append(str(path.relative_to(PACKAGE)))
+    assert not users, users
+
+
+def test_the_package_does_not_import_its_testing_helpers():
+    users = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
+             if "testing" in _imports(p) and p.parent.name != "testing"]
+    assert not users, users

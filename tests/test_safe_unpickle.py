@@ -16,8 +16,8 @@ from mask2former import CheckpointError, build_model, get_preset, load_model, sa
 from mask2former.cli import main
 from mask2former.data.synthetic import write_synthetic
 from mask2former.safe_unpickle import load_arrays_pickle
-from tests.hf_reference import make_hf_model
-from tests.official_layout import to_official
+from mask2former.testing.hf_reference import make_hf_model
+from mask2former.testing.official_layout import to_official
 
 
 class _Payload:

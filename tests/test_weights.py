@@ -10,9 +10,9 @@ import torch
 from mask2former import build_model, get_preset, load_model, save_model
 from mask2former.atomic_files import atomic_write
 from mask2former.convert import config_from_state, convert_official_state_dict
+from mask2former.testing.hf_reference import make_hf_model
+from mask2former.testing.official_layout import official_keys, to_official
 from mask2former.weights import CheckpointError, load_state_strict
-from tests.hf_reference import make_hf_model
-from tests.official_layout import official_keys, to_official
 
 
 def _write_pkl(path, state):

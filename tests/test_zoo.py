@@ -27,9 +27,9 @@ from mask2former.cli import main
 from mask2former.config import to_dict
 from mask2former.convert import convert_official_state_dict
 from mask2former.presets import tiny
+from mask2former.testing.official_layout import to_official
 from mask2former.weights import _official_config, read_checkpoint
 from mask2former.zoo import DOWNLOAD_ROOT, ZOO, presets_with_architecture, weights_for
-from tests.official_layout import to_official
 
 CPU_PRESETS = {"tiny", "tiny_resnet", "demo"}  # README: the small CPU presets, not in the model zoo
 

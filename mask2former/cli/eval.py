@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from mask2former.device import resolve_device
 
     resolve_device(args.device)  # before the data and the checkpoint are read
-    from mask2former.engine.distributed import is_main
+    from mask2former.distributed import is_main
     from mask2former.engine.evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.output, split=args.split, tasks=args.task,

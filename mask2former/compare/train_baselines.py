@@ -14,7 +14,8 @@ import torch
 from mask2former.config import TrainConfig
 from mask2former.data.loader import IterationBatchSampler, TrainingSet, collate
 from mask2former.data.transforms import build_train_transform
-from mask2former.errors import DatasetError
+from mask2former.errors import DatasetError, TrainingError
+from mask2former.progress import Progress
 
 logger = logging.getLogger("mask2former")
 
@@ -55,9 +56,7 @@ def train_baseline(adapter: Any, split: Any, config: TrainConfig, *, optimizer: 
     log: list[dict] = []
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.max_iter, desc=f"train {name}", unit="it", dynamic_ncols=True)
+        bar = Progress(total=config.max_iter, desc=f"train {name}", unit="it")
     for it, (samples, failures) in enumerate(loader):
         if failures:
             raise DatasetError(failures[0].path, failures[0].problem)
@@ -65,7 +64,7 @@ def train_baseline(adapter: Any, split: Any, config: TrainConfig, *, optimizer: 
         losses = adapter.losses([s.image for s in samples], [s.target for s in samples])
         loss = sum(losses.values())
         if not math.isfinite(float(loss.detach())):
-            raise RuntimeError(f"{name}: non-finite loss at iteration {it + 1}")
+            raise TrainingError(f"{name}: non-finite loss at iteration {it + 1} (try a lower --baseline-lr)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

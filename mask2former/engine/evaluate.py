@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mask2former import distributed as dist
 from mask2former.atomic_files import write_json_atomic
 from mask2former.config import CategoryInfo, ModelConfig
 from mask2former.data.datasets import DatasetSplit
-from mask2former.engine import distributed as dist
 from mask2former.engine.scoring import ScoredSplit, model_predictions, predict_and_score
 from mask2former.errors import ConfigError, DatasetError, brief
 from mask2former.evaluation.tasks import metric_rules, tasks_for

@@ -42,7 +42,8 @@ def param_groups(model: nn.Module, solver: SolverConfig) -> list[dict]:
             groups.setdefault((lr, wd), []).append(param)
             names[(lr, wd)] = names.get((lr, wd), 0) + param.numel()
     for (lr, wd), params in groups.items():
-        logger.debug("param group lr=%g wd=%g: %d tensors, %d parameters", lr, wd, len(params), names[(lr, wd)])
+        logger.info("optimizer group lr=%g weight decay=%g: %d tensors, %s parameters", lr, wd, len(params),
+                    f"{names[(lr, wd)]:,}")
     return [{"params": params, "lr": lr, "weight_decay": wd, "initial_lr": lr} for (lr, wd), params in groups.items()]
 
 

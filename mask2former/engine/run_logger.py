@@ -8,6 +8,8 @@ import logging
 import math
 from pathlib import Path
 
+from mask2former.progress import Progress
+
 logger = logging.getLogger("mask2former")
 
 
@@ -28,9 +30,7 @@ class RunLogger:
         except ImportError:
             logger.warning("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
         if progress:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
+            self.bar = Progress(total=total, initial=start, desc="train", unit="it")
         self.window: list[float] = []
 
     def step(self, iteration: int, total: float | None, losses: dict[str, float], lr: float, grad_norm: float,
@@ -41,9 +41,9 @@ class RunLogger:
         if total is not None:
             self.window = (self.window + [total])[-20:]
         if self.bar is not None:
-            self.bar.update(1)
             if self.window:
                 self.bar.set_postfix(loss=f"{sum(self.window) / len(self.window):.3f}", lr=f"{lr:.2e}")
+            self.bar.update(1)
         if iteration % period == 0 or iteration == 1:
             record = {"iteration": iteration, "loss": total, "lr": lr,
                       "grad_norm": grad_norm if math.isfinite(grad_norm) else None, "time": seconds,

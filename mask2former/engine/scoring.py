@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mask2former import distributed as dist
 from mask2former.data.datasets import DatasetSplit, Record, read_label_map
-from mask2former.engine import distributed as dist
 from mask2former.evaluation.tasks import TaskEvaluators
 from mask2former.inference.predictor import Predictor
 from mask2former.inference.writers import ResultWriter
+from mask2former.progress import track
 from mask2former.structures import ImageResult, Target
 
 PredictStream = Callable[[Iterable[np.ndarray]], Iterable[ImageResult]]
@@ -115,9 +116,7 @@ def _predicted(split: DatasetSplit, indices: Sequence[int], predict: PredictStre
 def _progress(items: Iterator[Any], total: int, label: str | None) -> Iterator[Any]:
     if label is None or not dist.is_main():
         return items
-    from tqdm import tqdm
-
-    return iter(tqdm(items, total=total, desc=label, unit="img"))
+    return track(items, total=total, desc=label, unit="img")
 
 
 def _instance_ids(record: Record, evaluators: TaskEvaluators) -> np.ndarray | None:
@@ -128,8 +127,7 @@ def _instance_ids(record: Record, evaluators: TaskEvaluators) -> np.ndarray | No
 
 def _gather_on_main(evaluators: TaskEvaluators, writer: ResultWriter | None) -> None:
     """Add every other process's scores and written entries to the main process's."""
-    gathered: list[Any] = [None] * dist.world_size()
-    torch.distributed.all_gather_object(gathered, (evaluators, writer))
+    gathered = dist.gather_objects((evaluators, writer))
     if not dist.is_main():
         return
     for other_evaluators, other_writer in gathered[1:]:

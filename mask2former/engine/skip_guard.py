@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from mask2former import distributed as dist
 from mask2former.data.datasets import DatasetSplit
 from mask2former.data.loader import LoadFailure
-from mask2former.engine import distributed as dist
 from mask2former.errors import DatasetError, TrainingError
 
 MIN_DRAWN = 32  # the fraction is judged once this many samples were drawn (small counts are noise)

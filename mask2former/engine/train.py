@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import yaml
 
+from mask2former import distributed as dist
 from mask2former.atomic_files import remove_stale_temp_files
 from mask2former.build import build_criterion, build_model
 from mask2former.config import PixelConfig, TrainConfig, to_dict
@@ -31,7 +32,6 @@ from mask2former.data.datasets import DatasetSplit
 from mask2former.data.loader import IterationBatchSampler, LoadFailure, TrainingSet, TrainSample, collate
 from mask2former.data.transforms import build_train_transform
 from mask2former.device import resolve_device
-from mask2former.engine import distributed as dist
 from mask2former.engine.evaluate import evaluate
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
 from mask2former.engine.resume import architecture_error, check_resume
@@ -281,6 +281,8 @@ class _Trainer:
             samples, failed = next(batches)
             drawn += len(samples) + len(failed)
             failures += failed
+            # DDP all-reduces gradients in every backward; with accumulation only the last micro-batch
+            # needs it (the earlier ones add into .grad locally), so the others run under no_sync().
             sync = micro == cfg.grad_accum - 1 or not self.multi
             with (contextlib.nullcontext() if sync else self.forward.no_sync()):
                 if not samples:
@@ -297,6 +299,8 @@ class _Trainer:
                 totals[k] = totals.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
         guard.update(it + 1, drawn, failures)
         total = sum(totals.values())
+        # Every process votes: if one saw a non-finite loss, all stop at the same iteration (one
+        # process raising alone would leave the others waiting in the next all-reduce forever).
         finite = torch.tensor([1.0 if math.isfinite(total) else 0.0])
         if float(dist.all_reduce_sum(finite)) < dist.world_size():
             raise TrainingError(
@@ -304,6 +308,8 @@ class _Trainer:
                 + ", ".join(f"{k}={v:.4g}" for k, v in totals.items() if not math.isfinite(v))
                 + f"; the last good checkpoint is kept in {ckpt_dir} (try a lower solver.base_lr)")
         if self.scaler is not None:
+            # fp16 gradients are scaled up to avoid underflow; the clipping threshold (0.01 of the
+            # full-model norm) is meant for true gradients, so unscale before measuring the norm.
             self.scaler.unscale_(self.optimizer)
         grad_norm = clip_gradients(self.model, cfg.solver.clip_grad_norm)
         if self.scaler is not None:

@@ -21,6 +21,7 @@ from mask2former.device import resolve_device
 from mask2former.errors import Mask2FormerError
 from mask2former.inference.predictor import Predictor, check_batch_size, parse_tasks
 from mask2former.inference.writers import ResultWriter, check_score_threshold
+from mask2former.progress import Progress
 from mask2former.weights import load_model
 
 logger = logging.getLogger("mask2former")
@@ -89,10 +90,9 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     with ResultWriter(output, predictor.config, tasks, overlays=overlays, score_threshold=score_threshold) as writer:
         try:
             if progress:
-                from tqdm import tqdm
                 from tqdm.contrib.logging import logging_redirect_tqdm
 
-                with logging_redirect_tqdm(), tqdm(total=len(paths), desc="predict", unit="img") as bar:
+                with logging_redirect_tqdm(), Progress(total=len(paths), desc="predict", unit="img") as bar:
                     _run(predictor, writer, paths, tasks, report, strict=strict, overlays=overlays, step=bar.update)
             else:
                 _run(predictor, writer, paths, tasks, report, strict=strict, overlays=overlays, step=None)

@@ -7,22 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mask2former import distributed as dist
 from mask2former.losses.matcher import HungarianMatcher
 from mask2former.losses.point_sampling import point_sample, uncertain_points
 from mask2former.structures import Mask2FormerOutput, Prediction
-
-
-def _all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Sum over processes divided by their number (identity in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value)
-        value = value / dist.get_world_size()
-    return value
 
 
 class SetCriterion(nn.Module):
@@ -68,7 +59,7 @@ class SetCriterion(nn.Module):
                 class_logits.device)
         losses = F.cross_entropy(class_logits.float().transpose(1, 2), target_classes, reduction="none")
         weights = self.empty_weight[target_classes]  # [B, Q]
-        normaliser = _all_reduce_mean(weights.sum().detach())
+        normaliser = dist.all_reduce_mean(weights.sum().detach())
         return (losses * weights).sum() / normaliser
 
     def _points(self, pred: torch.Tensor, counts: list[int],
@@ -113,7 +104,7 @@ class SetCriterion(nn.Module):
         input size. Returns the weighted losses."""
         with torch.autocast(device_type=output.mask_logits.device.type, enabled=False):
             total = sum(len(t.labels) for t in targets)
-            num_masks = _all_reduce_mean(torch.tensor(float(total), device=output.mask_logits.device))
+            num_masks = dist.all_reduce_mean(torch.tensor(float(total), device=output.mask_logits.device))
             num_masks = num_masks.clamp(min=1.0)
             predictions = [("", output)] + ([(f"_{i}", a) for i, a in enumerate(output.aux)]
                                             if self.deep_supervision else [])

@@ -128,7 +128,9 @@ def test_two_processes_equal_one(tmp_path, data):
     one, two = _weights(tmp_path / "one" / "model_final.pt"), _weights(tmp_path / "two" / "model_final.pt")
     worst = max((one[k] - two[k]).abs().max().item() for k in one)
     assert worst < 1e-5, worst
-    assert not (tmp_path / "two" / "checkpoints" / "last.pt.tmp").exists()
+    checkpoints = tmp_path / "two" / "checkpoints"
+    assert (checkpoints / "last.pt").exists()
+    assert not list(checkpoints.glob(".*.tmp"))  # atomic_write's temporary names (".last.pt.<hex>.tmp")
 
 
 def test_adopting_the_dataset_returns_a_new_config_and_keeps_switched_off_tasks(data):

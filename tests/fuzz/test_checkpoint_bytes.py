@@ -17,9 +17,9 @@ from mask2former import build_model, get_preset, load_model, save_model
 from mask2former.config import TrainConfig
 from mask2former.engine.optim import build_optimizer, build_scheduler
 from mask2former.engine.train_state import load_training_state, save_training_state
+from mask2former.testing.official_layout import to_official
 from tests.fuzz.conftest import examples, within_contract
 from tests.fuzz.mutate import mutations
-from tests.official_layout import to_official
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mask2former import load_model
-from tests.hf_reference import attention_mask_flips, make_hf_model, max_errors
+from mask2former.testing.hf_reference import attention_mask_flips, make_hf_model, max_errors
 
 pytest.importorskip("transformers")
 

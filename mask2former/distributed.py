@@ -1,8 +1,11 @@
-"""Multi-process helpers: torchrun environment, rank queries, all-reduce of Python numbers."""
+"""Multi-process helpers, the only code that talks to ``torch.distributed``: torchrun's
+environment, rank queries, and the few collectives the loss, training and evaluation need. Each
+is an identity in a single process, so callers never branch on whether they run distributed."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -41,6 +44,20 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
     return value
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Sum over processes divided by their number (the loss's mask count, as the reference)."""
+    return all_reduce_sum(value) / world_size() if is_distributed() else value
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` in a single process."""
+    if not is_distributed():
+        return [value]
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def barrier() -> None:
