@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check mask2former tests benchmarks
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # the fuzz suite at length (make test runs it briefly): our own error or a valid result, in bounded time and memory
@@ -34,6 +35,7 @@ fuzz: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check mask2former tests benchmarks
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_vs_hf.py

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Run ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
     over ``path``: a crash or a full disk mid-write leaves the previous file intact.
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from mask2former.config import ModelConfig
 from mask2former.losses import HungarianMatcher, SetCriterion
 from mask2former.modeling import Mask2Former, MaskedAttentionDecoder, MSDeformAttnPixelDecoder
-from mask2former.modeling.backbone import ResNetBackbone, SwinBackbone
+from mask2former.modeling.backbone import Backbone, ResNetBackbone, SwinBackbone
 
 
-def build_backbone(config: ModelConfig) -> nn.Module:
+def build_backbone(config: ModelConfig) -> ResNetBackbone | SwinBackbone:
     """The backbone of ``config``; it reports ``out_channels`` and ``strides`` of res2..res5."""
     b = config.backbone
     if b.name == "resnet":
@@ -19,7 +17,7 @@ def build_backbone(config: ModelConfig) -> nn.Module:
                         window_size=b.window_size, mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate)
 
 
-def build_pixel_decoder(config: ModelConfig, backbone: nn.Module) -> MSDeformAttnPixelDecoder:
+def build_pixel_decoder(config: ModelConfig, backbone: Backbone) -> MSDeformAttnPixelDecoder:
     """The pixel decoder of ``config`` over ``backbone``'s levels: their channels and strides come
     from the backbone itself, so another backbone needs no change in the decoder."""
     p = config.pixel_decoder

@@ -85,8 +85,9 @@ def backbone_from_state(state: Mapping[str, Tensor]) -> BackboneConfig:
     if "backbone.conv1.weight" in state:
         blocks = [_count(state, rf"backbone\.layer{i}\.(\d+)\.") for i in range(1, 5)]
         bottleneck = "backbone.layer1.0.conv3.weight" in state
-        depth = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34 if not bottleneck else 50, (3, 4, 23, 3): 101,
-                 (3, 8, 36, 3): 152}.get(tuple(blocks))
+        by_blocks: dict[tuple[int, ...], int] = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34 if not bottleneck else 50,
+                                                 (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
+        depth = by_blocks.get(tuple(blocks))
         if depth is None:
             raise ConversionError(f"unrecognised ResNet: blocks per stage {blocks}")
         return BackboneConfig(name="resnet", depth=depth, norm="FrozenBN")

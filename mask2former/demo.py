@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mask2former.config import apply_overrides, parse_overrides
@@ -20,7 +21,7 @@ logger = logging.getLogger("mask2former")
 
 
 def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = None, compare: bool = True,
-             compare_iters: int | None = None, baseline_backbone: str = "auto", overrides: list[str] = ()
+             compare_iters: int | None = None, baseline_backbone: str = "auto", overrides: Sequence[str] = ()
              ) -> dict:
     """Run the demo and return the headline numbers; every step's files land under ``output``."""
     from mask2former.data.synthetic import write_synthetic

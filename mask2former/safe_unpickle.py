@@ -60,7 +60,7 @@ class RefusedGlobal(pickle.UnpicklingError):
         super().__init__(f"{module}.{name}")
 
 
-class _ArraysOnly(pickle._Unpickler):  # type: ignore[name-defined]
+class _ArraysOnly(pickle._Unpickler):
     """The pure-Python unpickler: its memo is a dict, where the C one grows an array to whatever
     index a (damaged) file names - 175 million entries, 1.4 GB, from one byte of a 4 MB file."""
 

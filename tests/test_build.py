@@ -51,7 +51,8 @@ def test_a_backbone_with_the_same_strides_gives_identical_outputs():
     decoder = build_pixel_decoder(config, stub)
     assert decoder.state_dict().keys() == model.pixel_decoder.state_dict().keys()
     decoder.load_state_dict(model.pixel_decoder.state_dict())
-    other = Mask2Former(backbone=stub, pixel_decoder=decoder.eval(), transformer_decoder=model.transformer_decoder)
+    other = Mask2Former(backbone=stub, pixel_decoder=decoder.eval(), transformer_decoder=model.transformer_decoder,
+                        config=config)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         a, b = model(x), other(x)
@@ -67,7 +68,7 @@ def test_strides_flow_from_the_backbone_to_the_decoder():
     pixel_decoder = build_pixel_decoder(config, stub)
     assert pixel_decoder.in_strides == stub.strides and pixel_decoder.num_fpn_levels == 1
     model = Mask2Former(backbone=stub, pixel_decoder=pixel_decoder,
-                        transformer_decoder=build_transformer_decoder(config, pixel_decoder)).eval()
+                        transformer_decoder=build_transformer_decoder(config, pixel_decoder), config=config).eval()
     with torch.no_grad():
         mask_features, maps = model.forward_features(torch.randn(2, 3, 128, 192))
         out = model(torch.randn(2, 3, 128, 192))

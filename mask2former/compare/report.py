@@ -6,13 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from mask2former.config import CategoryInfo
 from mask2former.inference.visualize import overlay, palette
+
+if TYPE_CHECKING:  # types only: run.py imports this module
+    from mask2former.compare.run import ModelRun
+    from mask2former.data.datasets import DatasetSplit
 
 TASK_COLUMNS = {
     "panoptic": ["panoptic.PQ", "panoptic.SQ", "panoptic.RQ", "panoptic.PQ_th", "panoptic.PQ_st"],
@@ -35,7 +39,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _plot_accuracy_latency(runs: Sequence[Any], tasks: Sequence[str], path: Path) -> None:
+def _plot_accuracy_latency(runs: Sequence[ModelRun], tasks: Sequence[str], path: Path) -> None:
     """One panel per task: its headline metric (0-100 %) against CPU latency, one colour per model
     in every panel, named in a shared legend (labels next to the points overlap and get cut)."""
     import matplotlib
@@ -64,7 +68,7 @@ def _plot_accuracy_latency(runs: Sequence[Any], tasks: Sequence[str], path: Path
     plt.close(fig)
 
 
-def _plot_per_class(runs: Sequence[Any], task: str, names: Sequence[str], path: Path) -> bool:
+def _plot_per_class(runs: Sequence[ModelRun], task: str, names: Sequence[str], path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +95,7 @@ def _plot_per_class(runs: Sequence[Any], task: str, names: Sequence[str], path: 
     return True
 
 
-def _side_by_side(runs: Sequence[Any], task: str, split: Any, categories: Sequence[CategoryInfo],
+def _side_by_side(runs: Sequence[ModelRun], task: str, split: DatasetSplit, categories: Sequence[CategoryInfo],
                   count: int, path: Path) -> bool:
     """Rows: validation images; columns: the image then each model's prediction for ``task``."""
     names = [c.name for c in categories]
@@ -110,7 +114,7 @@ def _side_by_side(runs: Sequence[Any], task: str, split: Any, categories: Sequen
     return True
 
 
-def summary_table(runs: Sequence[Any], tasks: Sequence[str]) -> str:
+def summary_table(runs: Sequence[ModelRun], tasks: Sequence[str]) -> str:
     """One row per model: the headline number of each task it was scored on, and its cost."""
     headline = [TASK_COLUMNS[t][0] for t in ("panoptic", "instance", "semantic") if t in tasks]
     header = ["model", *[HEADLINE_NAMES[k] for k in headline], "params (M)", "GFLOPs", "latency (ms)",
@@ -122,7 +126,7 @@ def summary_table(runs: Sequence[Any], tasks: Sequence[str]) -> str:
     return _table(header, rows)
 
 
-def write_report(out: Path, runs: Sequence[Any], categories: Sequence[CategoryInfo], split: Any,
+def write_report(out: Path, runs: Sequence[ModelRun], categories: Sequence[CategoryInfo], split: DatasetSplit,
                  provenance: dict[str, Any], tasks: Sequence[str]) -> Path:
     """``out/report.md`` plus its figures; returns the markdown path."""
     names = [c.name for c in categories]

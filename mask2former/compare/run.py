@@ -188,7 +188,8 @@ def _mask_rcnn_run(bench: _Bench, baselines: _Baselines, thing_classes: list[int
                           rois_per_image=baselines.rois_per_image, width=baselines.width)
     adapter = MaskRCNNAdapter(det, thing_classes)
     seconds = baselines.train(adapter, "mask_rcnn")
-    det.transform.min_size, det.transform.max_size = (inference.min_size,), inference.max_size  # test size
+    transform: Any = det.transform  # torchvision's GeneralizedRCNNTransform
+    transform.min_size, transform.max_size = (inference.min_size,), inference.max_size  # the test size
     run = ModelRun(f"Mask R-CNN ({baselines.backbone} FPN{baselines.suffix})", ("instance",),
                    f"{baselines.budget}; {baselines.rois_per_image} RoIs per image", train_seconds=seconds)
     predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1],

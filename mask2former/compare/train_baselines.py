@@ -7,15 +7,25 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import torch
 
 from mask2former.config import TrainConfig
+from mask2former.data.datasets import DatasetSplit
 from mask2former.data.loader import IterationBatchSampler, TrainingSet, collate
 from mask2former.data.transforms import build_train_transform
 from mask2former.errors import DatasetError, TrainingError
 from mask2former.progress import Progress
+from mask2former.structures import Target
+
+
+class BaselineAdapter(Protocol):
+    """What training needs of a baseline: its network and its losses on our images and targets."""
+
+    model: torch.nn.Module
+
+    def losses(self, images: list[torch.Tensor], targets: list[Target]) -> dict[str, torch.Tensor]: ...
 
 logger = logging.getLogger("mask2former")
 
@@ -38,8 +48,8 @@ def baseline_optimizer(model: torch.nn.Module, kind: str, base_lr: float, max_it
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_baseline(adapter: Any, split: Any, config: TrainConfig, *, optimizer: str, base_lr: float,
-                   warmup: int = 100, progress: bool = True, name: str = "baseline",
+def train_baseline(adapter: BaselineAdapter, split: DatasetSplit, config: TrainConfig, *, optimizer: str,
+                   base_lr: float, warmup: int = 100, progress: bool = True, name: str = "baseline",
                    on_log: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``adapter.model`` with ``adapter.losses(images, targets)``; returns the loss log."""
     model = adapter.model.train()
@@ -62,7 +72,7 @@ def train_baseline(adapter: Any, split: Any, config: TrainConfig, *, optimizer: 
             raise DatasetError(failures[0].path, failures[0].problem)
         t0 = time.perf_counter()
         losses = adapter.losses([s.image for s in samples], [s.target for s in samples])
-        loss = sum(losses.values())
+        loss = sum(losses.values(), torch.zeros(()))  # the same order of additions as sum() of the terms
         if not math.isfinite(float(loss.detach())):
             raise TrainingError(f"{name}: non-finite loss at iteration {it + 1} (try a lower --baseline-lr)")
         opt.zero_grad(set_to_none=True)

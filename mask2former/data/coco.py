@@ -91,6 +91,7 @@ def image_size_problem(entry: dict) -> str | None:
     for name, value in (("height", h), ("width", w)):
         if type(value) is not int or value < 1:
             return f"'{name}' must be a positive integer, got {brief(value)}"
+    assert isinstance(h, int) and isinstance(w, int)  # checked just above
     limit = max_image_pixels()
     if limit is not None and h * w > limit:
         return f"claims a {h}x{w} (HxW) image, more than the limit of {limit:,} pixels"
@@ -174,7 +175,7 @@ def image_records(data: Any, path: Path, resolve: Callable[[dict], Path | str], 
             continue
         image_path = resolve(entry)
         problem = image_path if isinstance(image_path, str) else image_size_problem(entry)
-        if problem is not None:
+        if problem is not None or isinstance(image_path, str):
             problems.report(path, f"images[{i}] (id {brief(entry['id'])}): {problem}")
             continue
         records[entry["id"]] = Record(image_path=image_path, image_id=entry["id"], height=entry.get("height"),

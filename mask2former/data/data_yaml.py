@@ -295,7 +295,7 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
                                     ignore_label=cfg.ignore_label, mask_values=cfg.mask_values, name=split,
                                     skip_bad=skip_bad)
     if not result.records and result.skipped:  # skip_bad must not turn a wrong path into an empty dataset
-        path, reason = result.skipped[0]
-        raise DatasetError(path, f"every record of split {split!r} failed its checks ({len(result.skipped)} "
+        first, reason = result.skipped[0]
+        raise DatasetError(first, f"every record of split {split!r} failed its checks ({len(result.skipped)} "
                                  f"skipped); the first: {reason}")
     return result

@@ -68,7 +68,7 @@ def read_folder(images: str | Path, masks: str | Path, *, classes: list[Category
     if not classes:
         raise DatasetError(masks, "format 'folder' needs a non-empty class list")
     table = _table(classes, ignore_label, mask_values, masks)
-    pixel_value = {}
+    pixel_value: dict[int, int] = {}
     for value, index in sorted(table.items()):
         pixel_value.setdefault(index, value)
     categories = [CategoryInfo(id=pixel_value.get(i, i), name=c.name, isthing=c.isthing, color=c.color)

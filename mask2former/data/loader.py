@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mask2former.data.datasets import DatasetSplit
 from mask2former.errors import DatasetError, Mask2FormerError
 from mask2former.structures import Target
 
@@ -90,7 +90,7 @@ class TrainingSet(Dataset):
     and masks emptied by cropping are removed. A record that fails to load or augment with the
     project's own error comes back as a ``LoadFailure``; the training loop decides what to do."""
 
-    def __init__(self, split: Any, transform: Transform, *, seed: int = 0) -> None:
+    def __init__(self, split: DatasetSplit, transform: Transform, *, seed: int = 0) -> None:
         self.split, self.transform, self.seed = split, transform, seed
 
     def __len__(self) -> int:

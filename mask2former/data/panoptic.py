@@ -128,6 +128,7 @@ def read_coco_panoptic(annotations: str | Path, images: str | Path, masks: str |
             problems.report(path, f"annotations[{j}]: image_id {brief(image_id)} is not in 'images'")
             continue
         record = records[image_id]
+        problem: str | None
         if record.mask_path is not None:
             problem = "a second annotation for the same image"
         else:

@@ -116,7 +116,7 @@ class LabelMapDecoder:
                 parts.extend((c, components, k) for k in range(1, n + 1))
             else:
                 parts.append((c, None, 0))
-        check_mask_budget(len(parts), height, width, record.mask_path)
+        check_mask_budget(len(parts), height, width, record.mask_path or record.image_path)
         masks = np.zeros((len(parts), height, width), dtype=bool)  # filled in place: no [N, H, W] copies
         boxes: dict[int, list] = {}
         for j, (c, components, k) in enumerate(parts):

@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -70,7 +71,7 @@ def _hsv_colour(rng: np.random.Generator, hue: tuple[float, float], sat: tuple[f
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
     """Low-frequency noise in [-1, 1]: a coarse random grid upsampled bilinearly."""
     grid = rng.uniform(0, 255, (h // cell + 2, w // cell + 2)).astype(np.uint8)
-    big = Image.fromarray(grid).resize(((w // cell + 2) * cell, (h // cell + 2) * cell), Image.BILINEAR)
+    big = Image.fromarray(grid).resize(((w // cell + 2) * cell, (h // cell + 2) * cell), Image.Resampling.BILINEAR)
     return np.asarray(big, dtype=np.float32)[:h, :w] / 127.5 - 1.0
 
 
@@ -180,7 +181,9 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, sizes: Sequ
     """Images, the three label formats and both JSON files of one split."""
     for sub in ("images", "panoptic", "semantic"):
         (root / sub / split).mkdir(parents=True, exist_ok=True)
-    images, pan_anns, inst_anns = [], [], []
+    images: list[dict[str, Any]] = []
+    pan_anns: list[dict[str, Any]] = []
+    inst_anns: list[dict[str, Any]] = []
     split_key = {"train": 0, "val": 1}.get(split, 2)
     for index in range(num_images):
         rng = np.random.default_rng([seed, split_key, index])  # each image on its own stream

@@ -42,7 +42,7 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     reference does for uint8 images)."""
     if image.shape[:2] == tuple(size):
         return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
     if n_in == n_out:
         return np.arange(n_in)
     line = Image.fromarray(np.arange(n_in, dtype=np.int32)[None])
-    return np.asarray(line.resize((n_out, 1), Image.NEAREST))[0].astype(np.intp)
+    return np.asarray(line.resize((n_out, 1), Image.Resampling.NEAREST))[0].astype(np.intp)
 
 
 def _resize_crop_pad(image: np.ndarray, target: Target, resized: tuple[int, int], box: tuple[int, int, int, int],

@@ -61,7 +61,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
     try:
         scored = predict_and_score(dataset, predict, chosen, writer=writer, shard=True,
                                    progress=f"eval {split}" if progress else None)
-        if writer is not None and dist.is_main():
+        if writer is not None and output is not None and dist.is_main():
             writer.close()
             _write_results(Path(output), scored, {
                 "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,

@@ -79,6 +79,7 @@ def clip_gradients(model: nn.Module, max_norm: float) -> float:
     """Full-model L2 clipping (the reference's CLIP_TYPE "full_model"); returns the norm before."""
     params = [p for p in model.parameters() if p.grad is not None]
     if max_norm <= 0 or not params:
-        return float("nan") if not params else float(torch.norm(torch.stack([p.grad.norm() for p in params])))
+        grads = [p.grad for p in params if p.grad is not None]
+        return float(torch.norm(torch.stack([g.norm() for g in grads]))) if grads else float("nan")
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     return float(norm) if math.isfinite(float(norm)) else float("inf")

@@ -44,7 +44,7 @@ class RunLogger:
             if self.window:
                 self.bar.set_postfix(loss=f"{sum(self.window) / len(self.window):.3f}", lr=f"{lr:.2e}")
             self.bar.update(1)
-        if iteration % period == 0 or iteration == 1:
+        if (iteration % period == 0 or iteration == 1) and self.jsonl is not None:
             record = {"iteration": iteration, "loss": total, "lr": lr,
                       "grad_norm": grad_norm if math.isfinite(grad_norm) else None, "time": seconds,
                       **{k: v for k, v in losses.items() if "_" not in k.removeprefix("loss_")}}
@@ -56,7 +56,7 @@ class RunLogger:
                         self.tb.add_scalar(f"train/{k}", v, iteration)
 
     def metrics(self, iteration: int, metrics: dict[str, float]) -> None:
-        if not self.enabled:
+        if not self.enabled or self.jsonl is None:
             return
         self.jsonl.write(json.dumps({"iteration": iteration, "eval": metrics}) + "\n")
         self.jsonl.flush()

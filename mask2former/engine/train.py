@@ -47,6 +47,7 @@ from mask2former.errors import CheckpointError, ConfigError, TrainingError, brie
 from mask2former.evaluation.tasks import tasks_for
 from mask2former.folder_lock import folder_lock
 from mask2former.formats import TASKS
+from mask2former.modeling import Mask2Former
 from mask2former.structures import Target
 from mask2former.weights import load_state_strict, read_checkpoint, save_model
 
@@ -58,7 +59,7 @@ def prepare_batch(samples: list[TrainSample], pixels: PixelConfig, device: torch
     """``pixel_values`` and targets padded to the same size, by the model-input contract."""
     values, _ = pad_and_normalize([s.image for s in samples], pixels.mean, pixels.std, pixels.size_divisibility,
                                   device=device)
-    return values, pad_targets([s.target for s in samples], tuple(values.shape[-2:]), device=device)
+    return values, pad_targets([s.target for s in samples], (values.shape[-2], values.shape[-1]), device=device)
 
 
 def loss_generators(samples: list[TrainSample], seed: int, device: torch.device) -> list[torch.Generator]:
@@ -215,13 +216,14 @@ class _Trainer:
         self.optimizer = build_optimizer(model, config.solver)
         self.scheduler = build_scheduler(self.optimizer, config.solver, config.max_iter)
         self.autocast, self.scaler = _amp_context(config.solver.amp, device)
-        self.forward = model
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if multi:
             if config.model.backbone.norm == "SyncBN" and device.type == "cuda":
                 # the converted modules share their Parameters with the old ones: the optimiser stays valid
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            self.forward = torch.nn.parallel.DistributedDataParallel(
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.forward: torch.nn.Module = self.ddp if self.ddp is not None else model
 
     def restore(self, state: dict, path: Path, changes: list[str]) -> int:
         """Continue from a training checkpoint. With the same config every state is restored bit
@@ -284,7 +286,7 @@ class _Trainer:
             # DDP all-reduces gradients in every backward; with accumulation only the last micro-batch
             # needs it (the earlier ones add into .grad locally), so the others run under no_sync().
             sync = micro == cfg.grad_accum - 1 or not self.multi
-            with (contextlib.nullcontext() if sync else self.forward.no_sync()):
+            with (self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()):
                 if not samples:
                     if self.multi:
                         self._idle_backward()  # the other processes wait for this one's gradients
@@ -354,7 +356,7 @@ def _data_loader(config: TrainConfig, split: DatasetSplit, start_iter: int
     return sampler, loader
 
 
-def _evaluate_and_log(model: torch.nn.Module, split: DatasetSplit, data_format: str, run_logger: RunLogger,
+def _evaluate_and_log(model: Mask2Former, split: DatasetSplit, data_format: str, run_logger: RunLogger,
                       iteration: int) -> dict[str, float]:
     if not dist.is_main():
         return {}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mask2former.atomic_files import atomic_write
-from mask2former.config import to_dict
+from mask2former.config import TrainConfig, to_dict
 from mask2former.errors import CheckpointError
 from mask2former.weights import FORMAT, VERSION, digest, read_torch_file, verify_digest
 
@@ -48,7 +48,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(path: Path, *, model: torch.nn.Module, config: Any, optimizer: torch.optim.Optimizer,
+def save_training_state(path: Path, *, model: torch.nn.Module, config: TrainConfig, optimizer: torch.optim.Optimizer,
                         scheduler: Any, scaler: Any, iteration: int, extra: dict | None = None) -> None:
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model_config = to_dict(config.model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class CityscapesInstanceEvaluator:
         """``[classes, overlaps]`` AP in [0, 1]; NaN for a class without ground truth."""
         return np.array([[_class_ap(self.images[c], float(t)) for t in OVERLAPS] for c in self.thing_ids])
 
-    def compute(self) -> dict[str, float | dict[int, float]]:
+    def compute(self) -> dict[str, Any]:
         """``AP`` and ``AP50`` (means over classes with ground truth) and ``per_class`` AP by labelId."""
         ap = self.average_precisions()
         has_gt = ~np.isnan(ap[:, 0])

@@ -60,7 +60,8 @@ def coco_evaluate(gt: dict[str, Any], results: Sequence[dict[str, Any]],
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
-        stats = {name: float(v) * 100 if v >= 0 else -1.0 for name, v in zip(STAT_NAMES, evaluator.stats)}
+        stats: dict[str, Any] = {name: float(v) * 100 if v >= 0 else -1.0
+                                 for name, v in zip(STAT_NAMES, evaluator.stats)}
         precision = evaluator.eval["precision"]  # [T, R, K, A, M]
         per_class = {}
         for k, cat_id in enumerate(evaluator.params.catIds):
@@ -78,7 +79,7 @@ def _numpy_float_alias():
     the alias for the duration of the call only."""
     added = "float" not in np.__dict__
     if added:
-        np.float = float  # type: ignore[attr-defined]
+        np.float = float
     try:
         yield
     finally:

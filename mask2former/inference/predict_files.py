@@ -124,7 +124,7 @@ def _run(predictor: Predictor, writer: ResultWriter, paths: list[Path], tasks: t
         for i, path in enumerate(paths):
             try:
                 image = read_image(path)
-                predictor.test_size(*image.shape[:2], name=str(path))
+                predictor.test_size(image.shape[0], image.shape[1], name=str(path))
             except Mask2FormerError as error:
                 if strict:
                     raise

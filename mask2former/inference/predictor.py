@@ -6,6 +6,7 @@ import operator
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -66,8 +67,7 @@ class Predictor:
 
     def __init__(self, model: Mask2Former, *, device: str | torch.device = "cpu", batch_size: int = 1,
                  inference: InferenceConfig | None = None, config: ModelConfig | None = None) -> None:
-        num_classes = model.transformer_decoder.class_embed.out_features - 1
-        self.config = config or model.config or ModelConfig(num_classes=num_classes)
+        self.config = config or model.config
         self.inference = inference or self.config.inference
         self.batch_size = check_batch_size(batch_size)
         self.device = resolve_device(device)
@@ -118,7 +118,7 @@ class Predictor:
         output = self.model(batch)
         return [
             self.postprocess(output.class_logits[i], output.mask_logits[i], padded,
-                             tuple(item.tensor.shape[-2:]), item.original_size, tasks, item.file_name)
+                             (item.tensor.shape[-2], item.tensor.shape[-1]), item.original_size, tasks, item.file_name)
             for i, item in enumerate(items)
         ]
 
@@ -184,8 +184,10 @@ class Predictor:
                 batch = self._pixel_values([view_tensor])
                 padded = (batch.shape[-2], batch.shape[-1])
                 out = self.model(batch)
-                scores = self.postprocess(out.class_logits[0], out.mask_logits[0], padded, size, (h, w),
-                                          ("semantic",)).semantic.scores
+                semantic = self.postprocess(out.class_logits[0], out.mask_logits[0], padded, size, (h, w),
+                                            ("semantic",)).semantic
+                assert semantic is not None  # asked for
+                scores = semantic.scores
                 scores = scores.flip(-1) if flipped else scores
                 total = scores if total is None else total + scores
                 count += 1
@@ -197,9 +199,9 @@ class Predictor:
     def __call__(self, images: ImageInput | Sequence[ImageInput], task: str | Sequence[str] = "panoptic"
                  ) -> ImageResult | list[ImageResult]:
         """Results for one image, or a list for a list of images (same order)."""
-        single = not isinstance(images, list | tuple)
-        results = self.predict(([images] if single else list(images)), task)
-        return results[0] if single else results
+        if isinstance(images, list | tuple):
+            return self.predict(images, task)
+        return self.predict([cast(ImageInput, images)], task)[0]
 
     def predict(self, images: Iterable[ImageInput], task: str | Sequence[str] = "panoptic") -> list[ImageResult]:
         return list(self.iter_predict(images, task))
@@ -246,7 +248,7 @@ class Predictor:
                  done: dict[int, ImageResult | None], tasks: tuple[str, ...]) -> None:
         """Queue an item with images of its padded size; run a group once it is full, or the group
         of the oldest waiting image once more than ``batch_size`` images wait."""
-        key = self._padded_size(tuple(item.tensor.shape[-2:]))
+        key = self._padded_size((item.tensor.shape[-2], item.tensor.shape[-1]))
         pending.setdefault(key, []).append(item)
         full = len(pending[key]) >= self.batch_size
         if full or sum(map(len, pending.values())) > self.batch_size:

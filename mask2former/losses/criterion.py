@@ -4,7 +4,6 @@ and BCE + dice on point-sampled masks, for the final and every auxiliary predict
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +12,7 @@ from torch import nn
 from mask2former import distributed as dist
 from mask2former.losses.matcher import HungarianMatcher
 from mask2former.losses.point_sampling import point_sample, uncertain_points
-from mask2former.structures import Mask2FormerOutput, Prediction
+from mask2former.structures import Mask2FormerOutput, Prediction, Target
 
 
 class SetCriterion(nn.Module):
@@ -35,6 +34,8 @@ class SetCriterion(nn.Module):
     order (per image for matching, once per batch for the mask losses).
     """
 
+    empty_weight: torch.Tensor
+
     def __init__(self, *, num_classes: int, matcher: HungarianMatcher, class_weight: float, mask_weight: float,
                  dice_weight: float, no_object_weight: float, num_points: int, oversample_ratio: float,
                  importance_sample_ratio: float, deep_supervision: bool) -> None:
@@ -50,7 +51,7 @@ class SetCriterion(nn.Module):
         empty_weight[-1] = no_object_weight
         self.register_buffer("empty_weight", empty_weight)
 
-    def loss_labels(self, class_logits: torch.Tensor, targets: Sequence[Any],
+    def loss_labels(self, class_logits: torch.Tensor, targets: Sequence[Target],
                     indices: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         b, q, _ = class_logits.shape
         target_classes = torch.full((b, q), self.num_classes, dtype=torch.long, device=class_logits.device)
@@ -71,7 +72,7 @@ class SetCriterion(nn.Module):
         chunks = [uncertain_points(p, *args, generator=g) for p, g in zip(pred.split(counts), generators) if len(p)]
         return torch.cat(chunks) if chunks else pred.new_zeros((0, self.num_points, 2))
 
-    def loss_masks(self, mask_logits: torch.Tensor, targets: Sequence[Any],
+    def loss_masks(self, mask_logits: torch.Tensor, targets: Sequence[Target],
                    indices: list[tuple[torch.Tensor, torch.Tensor]], num_masks: torch.Tensor,
                    generators: Sequence[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
         pred = torch.cat([mask_logits[i, src.to(mask_logits.device)] for i, (src, _) in enumerate(indices)])
@@ -89,7 +90,7 @@ class SetCriterion(nn.Module):
         dice = 1 - (2 * (probs * labels).sum(-1) + 1) / (probs.sum(-1) + labels.sum(-1) + 1)
         return bce, dice.sum() / num_masks
 
-    def single(self, prediction: Prediction, targets: Sequence[Any], num_masks: torch.Tensor,
+    def single(self, prediction: Prediction, targets: Sequence[Target], num_masks: torch.Tensor,
                generators: Sequence[torch.Generator] | None) -> dict[str, torch.Tensor]:
         indices = self.matcher(prediction.class_logits, prediction.mask_logits, targets, generators)
         if generators is not None:  # points follow the targets, whatever the query order
@@ -98,7 +99,7 @@ class SetCriterion(nn.Module):
         return {"loss_ce": self.loss_labels(prediction.class_logits, targets, indices),
                 "loss_mask": mask, "loss_dice": dice}
 
-    def forward(self, output: Mask2FormerOutput, targets: Sequence[Any],
+    def forward(self, output: Mask2FormerOutput, targets: Sequence[Target],
                 generators: Sequence[torch.Generator] | None = None) -> dict[str, torch.Tensor]:
         """``targets``: per image, objects with ``labels [M]`` and ``masks [M, H, W]`` at the padded
         input size. Returns the weighted losses."""

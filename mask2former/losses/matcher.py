@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from mask2former.losses.point_sampling import point_sample
+from mask2former.structures import Target
 
 
 def pairwise_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class HungarianMatcher:
         return cost.clamp(-1e10, 1e10).nan_to_num(0.0)
 
     @torch.no_grad()
-    def __call__(self, class_logits: torch.Tensor, mask_logits: torch.Tensor, targets: Sequence[Any],
+    def __call__(self, class_logits: torch.Tensor, mask_logits: torch.Tensor, targets: Sequence[Target],
                  generators: Sequence[torch.Generator] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per image (prediction indices, target indices), both int64, sorted by prediction."""
         out = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -10,6 +10,9 @@ from torch import nn
 from mask2former.modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from mask2former.modeling.transformer_decoder import MaskedAttentionDecoder
 from mask2former.structures import Mask2FormerOutput, Prediction
+
+if TYPE_CHECKING:  # the type only: modules never read a config object
+    from mask2former.config import ModelConfig
 
 
 class Mask2Former(nn.Module):
@@ -20,7 +23,7 @@ class Mask2Former(nn.Module):
     """
 
     def __init__(self, *, backbone: nn.Module, pixel_decoder: MSDeformAttnPixelDecoder,
-                 transformer_decoder: MaskedAttentionDecoder, config: Any = None) -> None:
+                 transformer_decoder: MaskedAttentionDecoder, config: ModelConfig) -> None:
         super().__init__()
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder

@@ -27,6 +27,7 @@ path; x and y offsets come from separate row sets of the offset projection for t
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +66,19 @@ def level_sizes(spatial_shapes: list[tuple[int, int]], dtype: torch.dtype | None
             torch.tensor([h for h, _ in spatial_shapes], dtype=dtype, device=device))
 
 
+class _Columns(NamedTuple):
+    """Per-column (head, level, point) constants of the padded value table, ``[H*L*P]`` each."""
+
+    max_x: torch.Tensor
+    max_y: torch.Tensor
+    row: torch.Tensor
+    start: torch.Tensor
+    head: torch.Tensor
+    table_rows: int  # rows of one image's padded table, all levels
+
+
 def _column_constants(spatial_shapes: list[tuple[int, int]], heads: int, points: int, device: torch.device,
-                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                      dtype: torch.dtype) -> _Columns:
     """Per-column (head, level, point) constants of the padded table, as ``[H*L*P]`` vectors."""
     widths, heights = level_sizes(spatial_shapes, device=device)
     padded = (heights + 2) * (widths + 2)
@@ -76,14 +88,14 @@ def _column_constants(spatial_shapes: list[tuple[int, int]], heads: int, points:
         return per_level.view(1, -1, 1).expand(heads, -1, points).reshape(-1)
 
     levels = len(spatial_shapes)
-    return {
-        "max_x": per_column(widths + 1).to(dtype),
-        "max_y": per_column(heights + 1).to(dtype),
-        "row": per_column(widths + 2),
-        "start": per_column(starts),
-        "head": torch.arange(heads, device=device).view(-1, 1).expand(-1, levels * points).reshape(-1),
-        "table_rows": int(padded.sum()),
-    }
+    return _Columns(
+        max_x=per_column(widths + 1).to(dtype),
+        max_y=per_column(heights + 1).to(dtype),
+        row=per_column(widths + 2),
+        start=per_column(starts),
+        head=torch.arange(heads, device=device).view(-1, 1).expand(-1, levels * points).reshape(-1),
+        table_rows=int(padded.sum()),
+    )
 
 
 def sample_padded(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], px: torch.Tensor, py: torch.Tensor,
@@ -97,21 +109,21 @@ def sample_padded(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], px
     # 1. zero-padded, channels-last value table: rows = (batch, padded position, head)
     padded = [F.pad(v.reshape(b, h, w, heads * dim), (0, 0, 1, 1, 1, 1)).reshape(b, -1, heads * dim)
               for (h, w), v in zip(spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1))]
-    table = torch.cat(padded, dim=1).reshape(b * c["table_rows"] * heads, dim)
+    table = torch.cat(padded, dim=1).reshape(b * c.table_rows * heads, dim)
     # 2. corners: positions past the border clamp onto the zero border (values and gradients 0)
-    px = torch.minimum(px.clamp(min=-1.0), c["max_x"])
-    py = torch.minimum(py.clamp(min=-1.0), c["max_y"])
+    px = torch.minimum(px.clamp(min=-1.0), c.max_x)
+    py = torch.minimum(py.clamp(min=-1.0), c.max_y)
     x0f, y0f = px.floor(), py.floor()
     fx, fy = px - x0f, py - y0f
     x0, y0 = x0f.long(), y0f.long()
-    x1 = torch.minimum(x0 + 1, c["row"] - 1).clamp_(min=0)
-    y1 = torch.minimum(y0 + 1, c["max_y"].long()).clamp_(min=0)
+    x1 = torch.minimum(x0 + 1, c.row - 1).clamp_(min=0)
+    y1 = torch.minimum(y0 + 1, c.max_y.long()).clamp_(min=0)
     x0.clamp_(min=0)
     y0.clamp_(min=0)
     # row of (b, position, h) = (b * rows + start + y * row_len + x) * H + h
-    base = torch.arange(b, device=value.device).view(b, 1, 1) * c["table_rows"] + c["start"]
-    r0 = (base + y0 * c["row"]) * heads + c["head"]
-    r1 = (base + y1 * c["row"]) * heads + c["head"]
+    base = torch.arange(b, device=value.device).view(b, 1, 1) * c.table_rows + c.start
+    r0 = (base + y0 * c.row) * heads + c.head
+    r1 = (base + y1 * c.row) * heads + c.head
     x0h, x1h = x0 * heads, x1 * heads
     index = torch.stack((r0 + x0h, r0 + x1h, r1 + x0h, r1 + x1h), dim=-1)  # [B, Q, HLP, 4]
     wy0 = (1 - fy) * attention_weights

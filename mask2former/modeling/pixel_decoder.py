@@ -77,6 +77,14 @@ class DeformableEncoderLayer(nn.Module):
         return self.norm2(src + self.dropout(ffn))
 
 
+class _Layers(nn.Module):
+    """A holder whose ``layers`` give the checkpoint keys ``encoder.layers.N`` of the reference."""
+
+    def __init__(self, *, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+
 class DeformableEncoder(nn.Module):
     """The deformable-attention encoder over the flattened levels; holds ``level_embed`` and
     ``encoder.layers`` (the reference's EncoderOnly wrapper, hence the names)."""
@@ -85,12 +93,10 @@ class DeformableEncoder(nn.Module):
                  num_points: int, dropout: float) -> None:
         super().__init__()
         self.level_embed = nn.Parameter(torch.empty(num_levels, dim))
-        self.encoder = nn.Module()
-        self.encoder.layers = nn.ModuleList(
-            DeformableEncoderLayer(dim=dim, ffn_dim=ffn_dim, num_heads=num_heads, num_levels=num_levels,
-                                   num_points=num_points, dropout=dropout)
-            for _ in range(num_layers)
-        )
+        self.encoder = _Layers(layers=[DeformableEncoderLayer(dim=dim, ffn_dim=ffn_dim, num_heads=num_heads,
+                                                       num_levels=num_levels, num_points=num_points, dropout=dropout)
+                                for _ in range(num_layers)])
+        self.num_heads, self.num_points = num_heads, num_points
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
@@ -119,9 +125,8 @@ class DeformableEncoder(nn.Module):
             [p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, p in enumerate(pos_embeds)],
             1,
         )
-        attn = self.encoder.layers[0].self_attn
         reference = reference_pixels(self.reference_points(spatial_shapes, src.device), spatial_shapes,
-                                     attn.num_heads, attn.num_points)
+                                     self.num_heads, self.num_points)
         for layer in self.encoder.layers:
             src = layer(src, pos, reference, spatial_shapes)
         return src
@@ -163,7 +168,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         for name in self.transformer_in_features[::-1]:
             conv = nn.Conv2d(in_channels[name], conv_dim, kernel_size=1)
             nn.init.xavier_uniform_(conv.weight, gain=1)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
             self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, conv_dim)))
         self.transformer = DeformableEncoder(
             dim=conv_dim, ffn_dim=encoder_ffn_dim, num_layers=num_encoder_layers, num_heads=num_heads,
@@ -171,7 +176,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         )
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, kernel_size=1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
-        nn.init.zeros_(self.mask_features.bias)
+        nn.init.zeros_(self.mask_features.bias)  # type: ignore[arg-type]
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels]):
             self.add_module(f"adapter_{idx + 1}", ConvNorm(in_channels=in_channels[name], out_channels=conv_dim,
                                                            kernel_size=1))

@@ -167,14 +167,14 @@ class MaskedAttentionDecoder(nn.Module):
             if in_channels != hidden_dim or enforce_input_proj:
                 conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=1)
                 nn.init.kaiming_uniform_(conv.weight, a=1)
-                nn.init.zeros_(conv.bias)
+                nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
                 self.input_proj.append(conv)
             else:
                 self.input_proj.append(nn.Sequential())
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(in_dim=hidden_dim, hidden_dim=hidden_dim, out_dim=mask_dim, num_layers=3)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before the reference renamed it call the query features "static_query"
         old = prefix + "static_query.weight"
         if old in state_dict and prefix + "query_feat.weight" not in state_dict:

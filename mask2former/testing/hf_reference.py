@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,17 +18,22 @@ def make_hf_model(tmp_path: Path, *, backbone: str = "swin", embed_dim: int = 32
 
     torch.manual_seed(seed)
     stages = ["stage1", "stage2", "stage3", "stage4"]
+    # transformers' configs take most settings as **kwargs, which its type stubs do not declare
+    bc: Any
     if backbone == "swin":
-        bc = SwinConfig(embed_dim=embed_dim, depths=list(depths), num_heads=list(heads), window_size=window,
-                        out_features=stages)
+        swin: dict[str, Any] = dict(embed_dim=embed_dim, depths=list(depths), num_heads=list(heads),
+                                    window_size=window, out_features=stages)
+        bc = SwinConfig(**swin)
     else:
-        bc = ResNetConfig(depths=[2, 2, 2, 2], layer_type="basic", hidden_sizes=[64, 128, 256, 512],
-                          out_features=stages)
-    config = Mask2FormerConfig(
+        resnet: dict[str, Any] = dict(depths=[2, 2, 2, 2], layer_type="basic", hidden_sizes=[64, 128, 256, 512],
+                                      out_features=stages)
+        bc = ResNetConfig(**resnet)
+    settings: dict[str, Any] = dict(
         backbone_config=bc, num_labels=num_labels, num_queries=num_queries, hidden_dim=hidden, feature_size=hidden,
         mask_feature_size=hidden, encoder_feedforward_dim=2 * hidden, dim_feedforward=2 * hidden,
         decoder_layers=decoder_layers, encoder_layers=encoder_layers, num_attention_heads=num_heads,
     )
+    config = Mask2FormerConfig(**settings)
     model = Mask2FormerForUniversalSegmentation(config).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -56,7 +62,7 @@ def max_errors(hf_out, ours) -> dict[str, float]:
     }
 
 
-def attention_mask_flips(hf, ours, x: torch.Tensor) -> dict[str, float]:
+def attention_mask_flips(hf: Any, ours: Any, x: torch.Tensor) -> dict[str, Any]:
     """Run both models on ``x`` and compare their masked-attention masks bit by bit.
 
     The mask is a hard threshold (``sigmoid(logit) < 0.5``) on mask logits that the two

@@ -8,6 +8,7 @@ import re
 import torch
 
 from mask2former.config import ModelConfig
+from mask2former.modeling import Mask2Former
 
 _BN = ("weight", "bias", "running_mean", "running_var")
 
@@ -83,7 +84,7 @@ def _ours_name(official: str) -> str:
     return key
 
 
-def to_official(model: torch.nn.Module, *, legacy: bool = False) -> dict[str, torch.Tensor]:
+def to_official(model: Mask2Former, *, legacy: bool = False) -> dict[str, torch.Tensor]:
     """Our model's weights under official names. ``legacy``: the first key generation
     (``static_query``, pixel decoder keys directly under ``sem_seg_head.``)."""
     state = model.state_dict()

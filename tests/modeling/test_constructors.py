@@ -14,7 +14,6 @@ FILES = sorted(p for layer in ("modeling", "losses") for p in (PACKAGE / layer).
 
 # The only constructor defaults allowed, each for a setting no config field holds.
 ALLOWED_DEFAULTS = {
-    ("Mask2Former", "config"),  # metadata carried along, not used by forward
     ("PatchEmbed", "patch_size"),  # Swin's fixed 4x4 stem (the backbone's strides follow from it)
     ("ConvNorm", "relu"),  # the FPN output conv has one, the lateral conv not
     ("MSDeformAttnPixelDecoder", "transformer_in_features"),  # the reference's res3..res5, fixed

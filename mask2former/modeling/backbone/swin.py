@@ -57,6 +57,8 @@ def _relative_position_index(window: int) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative position bias."""
 
+    relative_position_index: torch.Tensor
+
     def __init__(self, *, dim: int, window: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
