@@ -9,8 +9,9 @@ in ``mask2former/metadata``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
+from typing import Any
 
 from mask2former.config import (
     BackboneConfig,
@@ -23,6 +24,8 @@ from mask2former.config import (
     PixelDecoderConfig,
     SolverConfig,
     TrainConfig,
+    apply_overrides,
+    to_dict,
 )
 from mask2former.errors import brief
 from mask2former.formats import did_you_mean
@@ -176,8 +179,11 @@ def training_recipe(name: str) -> TrainConfig:
                                                           max_scale=1.5),
                            max_iter=4, batch_size=2, num_workers=0, checkpoint_period=2, log_period=1)
     if setting.startswith("coco"):
-        long = name.startswith("swin_l")
-        return TrainConfig(model=model, solver=SolverConfig(schedule="multistep", warmup_iters=10),
+        long = name.startswith("swin_l")  # 100 epochs instead of 50
+        # the official decay steps (327,778 and 355,092 of 368,750; 655,556 and 710,184 of 737,500) as exact
+        # fractions, so that they also follow --iters and --scale-to-batch
+        steps = (327778 / 368750, 355092 / 368750)
+        return TrainConfig(model=model, solver=SolverConfig(schedule="multistep", warmup_iters=10, steps=steps),
                            input=InputConfig(augmentation="lsj", crop_size=(1024, 1024)),
                            max_iter=737500 if long else 368750, batch_size=16)
     base, crop, iters = {
@@ -189,3 +195,40 @@ def training_recipe(name: str) -> TrainConfig:
     return TrainConfig(model=model, solver=SolverConfig(schedule="poly"),
                        input=InputConfig(augmentation="semantic", crop_size=crop, base_size=base, color_jitter=True),
                        max_iter=iters, batch_size=16)
+
+
+def scale_to_batch(config: TrainConfig, batch_size: int, *, keep: Collection[str] = ()
+                   ) -> tuple[TrainConfig, list[str]]:
+    """The recipe ``config`` (made for ``config.batch_size``, 16 for the zoo presets) at another
+    batch size by the linear rule (detectron2's reference-world-size scaling): the learning rate
+    times ``batch_size / reference``; iterations, warm-up, absolute decay steps and the checkpoint
+    and evaluation periods divided by it, so the run sees the same number of epochs. Settings named
+    in ``keep`` (what the user set explicitly) are left as they are. Returns the new config and
+    one ``"key: old -> new"`` line per change."""
+    factor = batch_size / config.batch_size
+    solver = config.solver
+
+    def iterations(value: int) -> int:
+        return max(1, int(round(value / factor)))
+
+    values: dict[str, Any] = {
+        "batch_size": batch_size,
+        "solver.base_lr": solver.base_lr * factor,
+        "solver.warmup_iters": int(round(solver.warmup_iters / factor)),
+        "checkpoint_period": iterations(config.checkpoint_period),
+        "eval_period": int(round(config.eval_period / factor)),
+    }
+    if "max_iter" not in keep:  # decay steps given as iterations follow the schedule's length
+        values["max_iter"] = iterations(config.max_iter)
+        values["solver.steps"] = tuple(float(iterations(int(s))) if s >= 1 else s for s in solver.steps)
+    before = to_dict(config)
+    changes = {key: value for key, value in values.items() if key not in keep and _get(before, key) != value}
+    lines = [f"{key}: {_get(before, key)} -> {value}" for key, value in changes.items()]
+    return apply_overrides(config, changes), lines
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data[part]
+    value = data
+    return tuple(value) if isinstance(value, list) else value

@@ -48,3 +48,65 @@ def test_training_recipes():
 def test_unknown_preset_suggests():
     with pytest.raises(ConfigError, match="did you mean 'r50_coco_panoptic'"):
         get_preset("r50_coco_panoptik")
+
+
+# The official training settings per dataset (Mask2Former configs, as the spec tabulates them):
+# iterations, schedule, warm-up, crop, shortest-edge base, batch. A transcription, not our code.
+OFFICIAL_RECIPES = {
+    "coco": (368750, "multistep", 10, (1024, 1024), None, 16),
+    "ade20k_512": (160000, "poly", 0, (512, 512), 512, 16),
+    "ade20k_640": (160000, "poly", 0, (640, 640), 640, 16),
+    "cityscapes": (90000, "poly", 0, (512, 1024), 1024, 16),
+    "mapillary": (300000, "poly", 0, (1024, 1024), 2048, 16),
+}
+
+
+def _official(name: str) -> tuple:
+    config = get_preset(name)
+    if config.dataset.startswith("coco"):
+        iters, *rest = OFFICIAL_RECIPES["coco"]
+        return (737500 if name.startswith("swin_l") else iters, *rest)
+    if config.dataset.startswith("ade20k"):
+        return OFFICIAL_RECIPES["ade20k_640" if config.inference.min_size == 640 else "ade20k_512"]
+    return OFFICIAL_RECIPES[config.dataset.split("_")[0]]
+
+
+def test_every_zoo_recipe_is_the_official_one():
+    from mask2former.presets import training_recipe
+
+    for name in PRESETS:
+        if name in ("demo",) or name.startswith("tiny"):
+            continue
+        recipe = training_recipe(name)
+        iters, schedule, warmup, crop, base, batch = _official(name)
+        got = (recipe.max_iter, recipe.solver.schedule, recipe.solver.warmup_iters, tuple(recipe.input.crop_size),
+               recipe.input.base_size if recipe.input.augmentation == "semantic" else None, recipe.batch_size)
+        assert got == (iters, schedule, warmup, crop, base, batch), name
+        assert (recipe.solver.base_lr, recipe.solver.weight_decay, recipe.solver.backbone_multiplier,
+                recipe.solver.clip_grad_norm) == (1e-4, 0.05, 0.1, 0.01), name
+
+
+def test_coco_decays_at_the_official_iterations():
+    from mask2former.engine.optim import lr_factor
+    from mask2former.presets import training_recipe
+
+    for name, official in (("r50_coco_panoptic", [327778, 355092]), ("swin_l_in21k_coco_panoptic", [655556, 710184])):
+        recipe = training_recipe(name)
+        factor = lr_factor(recipe.solver, recipe.max_iter)
+        assert [it for it in range(1, recipe.max_iter) if factor(it) < factor(it - 1)] == official, name
+
+
+def test_scaling_to_a_smaller_batch_follows_the_linear_rule():
+    from mask2former.engine.optim import lr_factor
+    from mask2former.presets import scale_to_batch, training_recipe
+
+    recipe = training_recipe("r50_coco_panoptic")
+    scaled, lines = scale_to_batch(recipe, 2)
+    assert (scaled.batch_size, scaled.max_iter, scaled.solver.warmup_iters) == (2, 368750 * 8, 80)
+    assert scaled.solver.base_lr == pytest.approx(1e-4 / 8)
+    assert "solver.base_lr: 0.0001 -> 1.25e-05" in lines and "max_iter: 368750 -> 2950000" in lines
+    factor = lr_factor(scaled.solver, scaled.max_iter)
+    assert [it for it in range(2_600_000, scaled.max_iter) if factor(it) < factor(it - 1)] == [2622224, 2840736]
+    kept, lines = scale_to_batch(recipe, 2, keep={"max_iter", "solver.base_lr"})  # what the user set wins
+    assert (kept.max_iter, kept.solver.base_lr, kept.batch_size) == (368750, 1e-4, 2)
+    assert not any(line.startswith(("max_iter", "solver.base_lr")) for line in lines)
