@@ -88,6 +88,9 @@ class BackboneConfig:
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.3
     pretrain_img_size: int = 224  # informational: the ImageNet resolution of the init weights
+    # the file the backbone starts from: a path, "imagenet" / "imagenet-22k" (the standard file, from the
+    # local torchvision / HuggingFace caches) or "" (random initialisation); see mask2former.backbone_weights
+    weights: str = ""
 
     def check(self, where: str) -> None:
         """The unused family's fields are range-checked too: their defaults always pass, and a bad
@@ -106,6 +109,9 @@ class BackboneConfig:
         _real(f"{where}.mlp_ratio", self.mlp_ratio, 0, open_low=True)
         _real(f"{where}.drop_path_rate", self.drop_path_rate, 0, 1, open_high=True)
         _int(f"{where}.pretrain_img_size", self.pretrain_img_size, 1)
+        if not isinstance(self.weights, str):
+            _fail(f"{where}.weights", "a file path, 'imagenet', 'imagenet-22k' or '' (random initialisation)",
+                  self.weights)
         if self.name == "swin":
             for i, heads in enumerate(self.num_heads):
                 if (self.embed_dim * 2**i) % heads:
@@ -477,9 +483,13 @@ class InputConfig:
     cat_max_ratio: float = 1.0
     color_jitter: bool = False
     flip: bool = True
+    # drop training images without a non-crowd annotation (instance formats), as detectron2's FILTER_EMPTY_ANNOTATIONS
+    filter_empty: bool = True
 
     def check(self, where: str) -> None:
         _choice(f"{where}.augmentation", self.augmentation, ("lsj", "semantic", "none"))
+        if not isinstance(self.filter_empty, bool):
+            _fail(f"{where}.filter_empty", "true or false", self.filter_empty)
         _sequence(f"{where}.crop_size", self.crop_size, 2, "integers >= 1 (height, width)")
         for i, v in enumerate(self.crop_size):
             _int(f"{where}.crop_size[{i}]", v, 1)

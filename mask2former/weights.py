@@ -237,7 +237,7 @@ def _read_hf_dir(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     if weights_file is None:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
     if weights_file.suffix == ".safetensors":
-        state = _read_safetensors(weights_file)[0]
+        state = read_safetensors(weights_file)[0]
     else:
         state = read_torch_file(weights_file)
     _adopt_known_categories(config)
@@ -260,7 +260,8 @@ def _adopt_known_categories(config: ModelConfig) -> None:
             return
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` file (a format that holds data only)."""
     try:
         from safetensors import safe_open
 
@@ -314,7 +315,7 @@ def read_checkpoint(path: str | os.PathLike, preset: str | ModelConfig | None = 
         state = convert_official_state_dict(state)
         return _official_config(state, preset, str(path), need_settings=need_settings), state
     if path.suffix == ".safetensors":
-        state, metadata = _read_safetensors(path)
+        state, metadata = read_safetensors(path)
         if metadata.get("format") != FORMAT or "config" not in metadata:
             raise CheckpointError(f"{path}: safetensors file without a mask2former config in its metadata "
                                   "(a HuggingFace model.safetensors must be loaded through its directory)")

@@ -10,6 +10,10 @@ each belongs to, its published val metrics and its download address. No sha256 i
 
 ``architecture`` is the part of a ``ModelConfig`` that tensor shapes show; presets with equal
 architectures are the ones only a file name or ``--preset`` tells apart.
+
+``BACKBONE_FILES`` lists the standard ImageNet files the backbones start from (torchvision's ResNets,
+the Swin authors' releases, and timm's copies of both) with the names the local caches keep them
+under; ``mask2former.backbone_weights`` reads them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mask2former.config import ModelConfig
+from mask2former.config import BackboneConfig, ModelConfig
 from mask2former.presets import PRESETS
 
 DOWNLOAD_ROOT = "https://dl.fbaipublicfiles.com/maskformer/mask2former"
@@ -194,3 +198,90 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+# ----------------------------------------------------------------------------- ImageNet backbone files
+
+
+@dataclass(frozen=True)
+class BackboneFile:
+    """One standard ImageNet file a backbone starts from, and where the local caches keep it.
+
+    ``torch_cache`` names the file in torchvision's cache (``$TORCH_HOME/hub/checkpoints``: torch.hub
+    and timm save downloads by URL there); ``hub_repos`` are timm's HuggingFace repos of the same weights
+    (``$HF_HOME/hub/models--timm--<name>``). ``official`` is the file a Mask2Former config names
+    (detectron2's conversion of the same weights); ``url`` where the file is published. Nothing here
+    downloads: ``--backbone-weights imagenet`` only looks in the caches.
+    """
+
+    name: str
+    family: str  # "resnet" | "swin"
+    layout: str  # the layout of the ``torch_cache`` file (the hub files are timm's)
+    torch_cache: tuple[str, ...]
+    hub_repos: tuple[str, ...]
+    url: str
+    pretrain: str = "in1k"  # "in1k" (ImageNet-1k) | "in22k" (ImageNet-22k)
+    depth: int = 0  # ResNet
+    embed_dim: int = 0  # Swin
+    depths: tuple[int, ...] = ()
+    num_heads: tuple[int, ...] = ()
+    window_size: int = 0
+    pretrain_img_size: int = 0
+    official: str = ""
+
+    def fits(self, backbone: BackboneConfig) -> bool:
+        """True when the file has ``backbone``'s architecture (shapes and window)."""
+        if backbone.name != self.family:
+            return False
+        if self.family == "resnet":
+            return backbone.depth == self.depth
+        return (backbone.embed_dim, tuple(backbone.depths), tuple(backbone.num_heads), backbone.window_size) == \
+            (self.embed_dim, self.depths, self.num_heads, self.window_size)
+
+
+_TORCHVISION = "https://download.pytorch.org/models"
+_SWIN = "https://github.com/SwinTransformer/storage/releases/download/v1.0.0"
+
+
+def _resnet_file(depth: int, files: tuple[str, ...], official: str = "") -> BackboneFile:
+    """torchvision's IMAGENET1K_V1 ResNet (timm calls it ``tv_in1k``)."""
+    return BackboneFile(name=f"resnet{depth}", family="resnet", layout="torchvision ResNet", torch_cache=files,
+                        hub_repos=(f"timm/resnet{depth}.tv_in1k",), url=f"{_TORCHVISION}/{files[0]}", depth=depth,
+                        official=official)
+
+
+def _swin_file(name: str, timm_name: str, embed_dim: int, depths: tuple[int, ...], heads: tuple[int, ...],
+               pretrain: str) -> BackboneFile:
+    """The Swin authors' release (timm keeps the same weights as ``timm_name``)."""
+    window, size = (12, 384) if "window12_384" in name else (7, 224)
+    return BackboneFile(name=name, family="swin", layout="official Swin", torch_cache=(f"{name}.pth",),
+                        hub_repos=(f"timm/{timm_name}",), url=f"{_SWIN}/{name}.pth", pretrain=pretrain,
+                        embed_dim=embed_dim, depths=depths, num_heads=heads, window_size=window,
+                        pretrain_img_size=size, official=f"{name}.pkl")
+
+
+# resnet50-19c8e357.pth is the older name of the same IMAGENET1K_V1 weights (the name Mask2Former's
+# tools/convert-torchvision-to-d2.py and torchvision < 0.13 use); R-50.pkl / R-101.pkl are detectron2's
+# conversions of these files, with the stride in the 3x3 conv (STRIDE_IN_1X1 False).
+BACKBONE_FILES: tuple[BackboneFile, ...] = (
+    _resnet_file(18, ("resnet18-f37072fd.pth",)),
+    _resnet_file(34, ("resnet34-b627a593.pth",)),
+    _resnet_file(50, ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth"), "R-50.pkl"),
+    _resnet_file(101, ("resnet101-63fe2227.pth",), "R-101.pkl"),
+    _resnet_file(152, ("resnet152-394f9c45.pth",)),
+    _swin_file("swin_tiny_patch4_window7_224", "swin_tiny_patch4_window7_224.ms_in1k", 96, (2, 2, 6, 2),
+               (3, 6, 12, 24), "in1k"),
+    _swin_file("swin_small_patch4_window7_224", "swin_small_patch4_window7_224.ms_in1k", 96, (2, 2, 18, 2),
+               (3, 6, 12, 24), "in1k"),
+    _swin_file("swin_base_patch4_window12_384", "swin_base_patch4_window12_384.ms_in1k", 128, (2, 2, 18, 2),
+               (4, 8, 16, 32), "in1k"),
+    _swin_file("swin_base_patch4_window12_384_22k", "swin_base_patch4_window12_384.ms_in22k", 128, (2, 2, 18, 2),
+               (4, 8, 16, 32), "in22k"),
+    _swin_file("swin_large_patch4_window12_384_22k", "swin_large_patch4_window12_384.ms_in22k", 192,
+               (2, 2, 18, 2), (6, 12, 24, 48), "in22k"),
+)
+
+
+def backbone_files_for(backbone: BackboneConfig) -> list[BackboneFile]:
+    """The standard files with ``backbone``'s architecture, ImageNet-1k first."""
+    return sorted((f for f in BACKBONE_FILES if f.fits(backbone)), key=lambda f: f.pretrain != "in1k")

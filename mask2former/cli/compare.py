@@ -1,5 +1,6 @@
-"""mask2former compare --data DATA.yaml [--preset demo] [--iters N] [--batch-size B] [--checkpoint C]
-[--output DIR]: Mask2Former vs Mask R-CNN / DeepLabV3 with the same budget, written as a report."""
+"""mask2former compare --data DATA.yaml [--preset demo] [--iters N] [--batch-size B] [--scale-to-batch]
+[--checkpoint C] [--backbone-weights FILE|imagenet] [--output DIR]: Mask2Former vs Mask R-CNN / DeepLabV3
+with the same budget and the same backbone start, written as a report."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 
 from mask2former.cli.options import channel_width, positive_float, positive_int, preset_name
+from mask2former.cli.train import add_backbone_weights_option, add_scale_to_batch_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int,
                    help="batch size for every model, >= 1 (default: the preset's)")
     p.add_argument("--checkpoint", help="use this Mask2Former checkpoint instead of training one")
+    add_backbone_weights_option(p)
+    add_scale_to_batch_option(p)
     p.add_argument("--output", default="runs/compare", help="folder for report.md, results.json and the runs")
     p.add_argument("--baseline-backbone", default="auto",
                    choices=["auto", "resnet18", "resnet34", "resnet50", "resnet101"],
@@ -37,11 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mask2former.cli.train import build_config
+    from mask2former.cli.train import build_config, check_backbone_weights
     from mask2former.device import resolve_device
 
     config = build_config(args)  # --iters, --batch-size and --set checked before any data is read
     resolve_device(args.device)
+    check_backbone_weights(config)
     from mask2former.compare.run import compare
 
     report = compare(args.data, args.output, config=config, checkpoint=args.checkpoint,

@@ -1,11 +1,17 @@
 """mask2former train --data DATA.yaml --preset NAME [--iters N] [--batch-size B] [--output DIR]
-[--resume] [--init CHECKPOINT] [--set key=value ...] [--print-config]"""
+[--resume] [--init CHECKPOINT] [--backbone-weights FILE|imagenet] [--scale-to-batch] [--set key=value ...]
+[--print-config]"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from mask2former.cli.options import positive_int, preset_name, probability
+
+if TYPE_CHECKING:
+    from mask2former.config import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: continue with settings that differ from the run's (they are listed)")
     p.add_argument("--init", help="start from this checkpoint's weights (heads re-initialised if classes differ)")
+    add_backbone_weights_option(p)
+    add_scale_to_batch_option(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before anything is loaded)")
     p.add_argument("--skip-bad", action="store_true", help="skip images whose files or annotations are broken")
     p.add_argument("--max-skipped", type=probability, default=0.1,
@@ -32,7 +40,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def build_config(args: argparse.Namespace):
+def add_backbone_weights_option(p: argparse.ArgumentParser) -> None:
+    """``--backbone-weights``, shared by ``train`` and ``compare``."""
+    p.add_argument("--backbone-weights", metavar="FILE|imagenet",
+                   help="start the backbone from this file (torchvision / timm / detectron2 ResNet, official or timm "
+                        "Swin: .pth, .pkl, .safetensors), or 'imagenet' / 'imagenet-22k' for the backbone's standard "
+                        "file from the local torchvision / HuggingFace caches (nothing is downloaded); config key "
+                        "model.backbone.weights")
+
+
+def _backbone_weights(args: argparse.Namespace) -> str | None:
+    """``--backbone-weights``; ``imagenet`` means ImageNet-22k for the presets trained from it (``*_in21k``)."""
+    value = getattr(args, "backbone_weights", None)
+    if value == "imagenet" and "_in21k" in args.preset:
+        return "imagenet-22k"
+    return value
+
+
+def check_backbone_weights(config: TrainConfig) -> None:
+    """A named backbone file that is missing (or not in the caches) fails now, not after the data is read."""
+    if config.model.backbone.weights:
+        from mask2former.backbone_weights import locate_backbone_weights
+
+        locate_backbone_weights(config.model.backbone)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
     """The preset's recipe with ``--iters``, ``--batch-size`` and ``--set`` applied, validated: an
     out-of-range value fails here, naming its key, before any data or model is loaded."""
     from mask2former.config import apply_overrides, parse_overrides
@@ -45,11 +78,41 @@ def build_config(args: argparse.Namespace):
         if key in overrides:
             raise ConfigError(f"--set {key}: the classes come from the dataset (DATA.yaml's annotations or its "
                               "'classes:'); change them there, not here")
+    if getattr(args, "scale_to_batch", False):
+        config = _scaled(config, args, keep={*overrides, *(["max_iter"] if args.iters is not None else [])})
     if args.iters is not None:
         overrides["max_iter"] = args.iters
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if _backbone_weights(args) is not None:
+        overrides["model.backbone.weights"] = _backbone_weights(args)
     return apply_overrides(config, overrides).validate() if overrides else config.validate()
+
+
+def _scaled(config: TrainConfig, args: argparse.Namespace, keep: set[str]) -> TrainConfig:
+    """``--scale-to-batch``: the preset's recipe moved from its reference batch to ``--batch-size``
+    by the linear rule, each change said; what ``--iters`` / ``--set`` give is kept."""
+    from mask2former.errors import ConfigError
+    from mask2former.presets import scale_to_batch
+
+    if args.batch_size is None:
+        raise ConfigError(f"--scale-to-batch scales the recipe from the preset's batch ({config.batch_size}) to "
+                          "--batch-size: give --batch-size too")
+    scaled, lines = scale_to_batch(config, args.batch_size, keep=keep)
+    factor = args.batch_size / config.batch_size
+    print(f"--scale-to-batch: batch {config.batch_size} -> {args.batch_size}: learning rate x{factor:g}, iterations "
+          f"x{1 / factor:g}"
+          + "".join(f"\n  {line}" for line in lines if not line.startswith("batch_size:"))
+          + (f"\n  kept as given: {', '.join(sorted(keep))}" if keep else ""), file=sys.stderr)
+    return scaled
+
+
+def add_scale_to_batch_option(p: argparse.ArgumentParser) -> None:
+    """``--scale-to-batch``, shared by ``train`` and ``compare``."""
+    p.add_argument("--scale-to-batch", action="store_true",
+                   help="scale the preset's learning rate, iterations, warm-up, decay steps and periods linearly "
+                        "from its reference batch (16 for the zoo presets) to --batch-size, as detectron2's "
+                        "reference-world-size rule; --iters and --set values are kept as given")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
     from mask2former.device import resolve_device
 
     resolve_device(args.device)
+    if args.init and config.model.backbone.weights:
+        raise ConfigError("--init and --backbone-weights (model.backbone.weights) both give the backbone its "
+                          "weights: use one of them")
+    if not args.resume:  # a resumed run takes every weight from its checkpoint
+        check_backbone_weights(config)
     from mask2former.engine.train import train
 
     final = train(config, args.data, args.output, resume=args.resume, allow_config_change=args.allow_config_change,

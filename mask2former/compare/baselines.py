@@ -2,14 +2,15 @@
 Mask R-CNN (ResNet-50 FPN) for instances, DeepLabV3 (ResNet-50) for semantic segmentation, and
 the two combined by the standard heuristic merge for panoptic segmentation.
 
-Nothing is downloaded: both start from random weights (``weights=None, weights_backbone=None``),
-exactly like the Mask2Former they are compared with. Their predictions are converted to our
-result structures, so one evaluator scores all models.
+Nothing is downloaded: both are built with random weights (``weights=None, weights_backbone=None``)
+and, when Mask2Former's backbone starts from a ResNet file (``--backbone-weights``), their ResNet
+starts from the same tensors (``backbone_state``), so both sides get the same start. Their
+predictions are converted to our result structures, so one evaluator scores all models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,14 +22,24 @@ from mask2former.data.transforms import inference_size, resize_image
 from mask2former.formats import IGNORE_LABEL
 from mask2former.inference.postprocess import masks_to_boxes
 from mask2former.structures import InstanceResult, PanopticResult, Segment, SemanticResult, Target
+from mask2former.weights import load_state_strict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def load_resnet_body(body: nn.Module, state: Mapping[str, torch.Tensor] | None, source: str) -> None:
+    """ResNet tensors in torchvision's names into a baseline's ResNet trunk (an
+    ``IntermediateLayerGetter`` up to ``layer4``: no ``fc``), strictly; BN keeps training from them."""
+    if state is not None:
+        load_state_strict(body, state, source)
+
+
 def build_mask_rcnn(num_things: int, *, min_size: int, max_size: int, backbone: str = "resnet50",
-                    rois_per_image: int = 512, width: int = 256) -> nn.Module:
-    """torchvision Mask R-CNN with an FPN backbone, random weights, all layers trainable.
+                    rois_per_image: int = 512, width: int = 256,
+                    backbone_state: Mapping[str, torch.Tensor] | None = None, source: str = "") -> nn.Module:
+    """torchvision Mask R-CNN with an FPN backbone, random weights (the ResNet from ``backbone_state``,
+    read from ``source``, when given), all layers trainable.
     ``rois_per_image`` is the box head's sampled proposals per image (torchvision: 512, tuned for
     COCO's many objects; fewer suit small images with few objects and train faster). ``width`` is
     the FPN, RPN and mask-head channel count (torchvision: 256) and the box head's MLP is 4x it
@@ -42,23 +53,28 @@ def build_mask_rcnn(num_things: int, *, min_size: int, max_size: int, backbone: 
 
     kwargs = {"min_size": min_size, "max_size": max_size, "box_batch_size_per_image": rois_per_image}
     if backbone == "resnet50" and width == 256:
-        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_things + 1, **kwargs)
-    resnet = getattr(torchvision.models, backbone)(weights=None, norm_layer=nn.BatchNorm2d)
-    stage_channels = [resnet.layer1[-1].conv1.in_channels * 2 ** i for i in range(4)]  # res2..res5 outputs
-    fpn = BackboneWithFPN(resnet, {f"layer{k}": str(k - 1) for k in range(1, 5)}, stage_channels, width,
-                          extra_blocks=LastLevelMaxPool())
-    representation = 4 * width
-    return MaskRCNN(fpn, num_classes=None, **kwargs,
-                    box_head=TwoMLPHead(width * 7 * 7, representation),
-                    box_predictor=FastRCNNPredictor(representation, num_things + 1),
-                    mask_head=MaskRCNNHeads(width, [width] * 4, 1),
-                    mask_predictor=MaskRCNNPredictor(width, width, num_things + 1))
+        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_things + 1, **kwargs)
+    else:
+        resnet = getattr(torchvision.models, backbone)(weights=None, norm_layer=nn.BatchNorm2d)
+        stage_channels = [resnet.layer1[-1].conv1.in_channels * 2 ** i for i in range(4)]  # res2..res5 outputs
+        fpn = BackboneWithFPN(resnet, {f"layer{k}": str(k - 1) for k in range(1, 5)}, stage_channels, width,
+                              extra_blocks=LastLevelMaxPool())
+        representation = 4 * width
+        model = MaskRCNN(fpn, num_classes=None, **kwargs,
+                         box_head=TwoMLPHead(width * 7 * 7, representation),
+                         box_predictor=FastRCNNPredictor(representation, num_things + 1),
+                         mask_head=MaskRCNNHeads(width, [width] * 4, 1),
+                         mask_predictor=MaskRCNNPredictor(width, width, num_things + 1))
+    load_resnet_body(model.backbone.body, backbone_state, source)
+    return model
 
 
-def build_deeplab(num_classes: int, *, backbone: str = "resnet50", width: int = 256) -> nn.Module:
-    """torchvision DeepLabV3, random weights: ResNet-50/101 at output stride 8 (torchvision's
-    builders); ResNet-18/34 at output stride 32 (their basic blocks cannot be dilated).
-    ``width`` is the ASPP and head channel count (torchvision: 256)."""
+def build_deeplab(num_classes: int, *, backbone: str = "resnet50", width: int = 256,
+                  backbone_state: Mapping[str, torch.Tensor] | None = None, source: str = "") -> nn.Module:
+    """torchvision DeepLabV3, random weights (the ResNet from ``backbone_state`` when given):
+    ResNet-50/101 at output stride 8 (torchvision's builders; dilation changes no weight's shape);
+    ResNet-18/34 at output stride 32 (their basic blocks cannot be dilated). ``width`` is the ASPP
+    and head channel count (torchvision: 256)."""
     import torchvision
     from torchvision.models import segmentation
     from torchvision.models._utils import IntermediateLayerGetter
@@ -75,6 +91,7 @@ def build_deeplab(num_classes: int, *, backbone: str = "resnet50", width: int = 
         model.classifier = nn.Sequential(ASPP(in_channels, (12, 24, 36), out_channels=width),
                                          nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                                          nn.ReLU(), nn.Conv2d(width, num_classes, 1))
+    load_resnet_body(model.backbone, backbone_state, source)
     return model
 
 

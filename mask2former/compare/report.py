@@ -134,8 +134,8 @@ def write_report(out: Path, runs: Sequence[ModelRun], categories: Sequence[Categ
     lines += ["Every number below was measured in this run:", ""]
     lines += [_table(["", ""], [[k, v] for k, v in provenance.items()]), ""]
     lines += ["Models:", ""]
-    lines += [_table(["model", "weights", "training time (s)"],
-                     [[r.name, r.source, r.train_seconds] for r in runs]), ""]
+    lines += [_table(["model", "weights", "backbone start", "training time (s)"],
+                     [[r.name, r.source, r.start, r.train_seconds] for r in runs]), ""]
     unknown_time = any(math.isnan(r.train_seconds) for r in runs)
     lines += ["## Summary", "", summary_table(runs, tasks), "",
               "Accuracy in % on the val split; cost on the CPU for one validation image end to end (details "

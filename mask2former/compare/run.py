@@ -1,6 +1,7 @@
 """``compare``: Mask2Former against torchvision's Mask R-CNN and DeepLabV3 (and their heuristic
-panoptic combination) on one dataset, with the same iteration budget and input size, scored by the
-same evaluator; writes ``report.md`` with tables, plots and side-by-side predictions."""
+panoptic combination) on one dataset, with the same iteration budget, input size and backbone start
+(the same ResNet file, or random initialisation), scored by the same evaluator; writes ``report.md``
+with tables, plots and side-by-side predictions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mask2former.backbone_weights import BackboneWeights, locate_backbone_weights, read_backbone_weights
 from mask2former.benchmark import Cost, measure
 from mask2former.compare.baselines import (
     DeepLabAdapter,
@@ -28,16 +30,18 @@ from mask2former.compare.baselines import (
 )
 from mask2former.compare.train_baselines import train_baseline
 from mask2former.config import TrainConfig
-from mask2former.data.data_yaml import build_split, load_data_config
+from mask2former.data.data_yaml import build_split, for_model, load_data_config
 from mask2former.data.datasets import DatasetSplit
 from mask2former.engine.scoring import PredictStream, model_predictions, per_image, predict_and_score
 from mask2former.engine.train import adopt_dataset, train
 from mask2former.evaluation.tasks import metric_rules, tasks_for
 from mask2former.inference.predictor import Predictor
+from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult
 from mask2former.weights import load_model
 
 logger = logging.getLogger("mask2former")
+RANDOM = "random initialisation"
 
 
 @dataclass
@@ -47,6 +51,7 @@ class ModelRun:
     name: str
     tasks: tuple[str, ...]
     source: str  # "trained here: N iterations" or the checkpoint path
+    start: str = RANDOM  # the file its backbone started from
     metrics: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     cost: Cost | None = None
@@ -83,6 +88,8 @@ class _Baselines:
     lr: float
     rois_per_image: int
     progress: bool
+    start: str = RANDOM  # the file their ResNet starts from, or why random initialisation
+    state: Mapping[str, torch.Tensor] | None = None  # that file's ResNet tensors, torchvision names
 
     @property
     def budget(self) -> str:
@@ -119,11 +126,15 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     how long it took, where the caller knows (the demo trains it just before)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    data_config = load_data_config(data)
+    data_config = for_model(load_data_config(data), config.model)  # Cityscapes: the class set the model learns
     train_split, val_split = build_split(data_config, "train"), build_split(data_config, "val")
     tasks = tasks_for(data_config.format, val_split.categories)
     config = adopt_dataset(config, train_split, data_config.format)
+    located = locate_backbone_weights(config.model.backbone)  # the same file starts both sides
+    backbone_file = read_backbone_weights(located) if located is not None else None
+    start = None  # a given checkpoint: what it records
     if checkpoint is None:
+        start = backbone_file.description if backbone_file is not None else RANDOM
         t0 = time.perf_counter()
         checkpoint = train(config, data, out / "mask2former", device=device, progress=progress)
         source = f"trained here: {config.max_iter} iterations x batch {config.batch_size}"
@@ -135,9 +146,10 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
                            config.model.pixel_decoder.conv_dim if baseline_width == "auto" else int(baseline_width),
                            baseline_optimizer, config.solver.base_lr if baseline_lr is None else baseline_lr,
                            rois_per_image, progress)
-    runs = [_mask2former_run(bench, checkpoint, tasks, source, checkpoint_seconds, device),
+    baselines.start, baselines.state = _baseline_start(backbone_file, baselines.backbone)
+    runs = [_mask2former_run(bench, checkpoint, tasks, source, checkpoint_seconds, device, start),
             *_baseline_runs(bench, baselines, tasks)]
-    provenance = _provenance(data, data_config.format, train_split, val_split, config, baselines,
+    provenance = _provenance(data, data_config.format, train_split, val_split, config, baselines, runs,
                              command or " ".join(["mask2former", *sys.argv[1:]]), device)
     from mask2former.compare.report import write_report
 
@@ -155,12 +167,35 @@ def _baseline_backbone(config: TrainConfig, asked: str) -> str:
 
 
 def _mask2former_run(bench: _Bench, checkpoint: str | os.PathLike, tasks: tuple[str, ...], source: str,
-                     seconds: float, device: str) -> ModelRun:
+                     seconds: float, device: str, start: str | None) -> ModelRun:
     model = load_model(checkpoint, device=device)
     predictor = Predictor(model, device=device)
-    run = ModelRun("Mask2Former", tasks, source, train_seconds=seconds)
+    run = ModelRun("Mask2Former", tasks, source, start=start or _recorded_start(checkpoint, model),
+                   train_seconds=seconds)
     return bench.score(run, model_predictions(predictor, tasks),
                        lambda: measure(model, lambda: predictor(bench.sample, task=tasks)))
+
+
+def _recorded_start(checkpoint: str | os.PathLike, model: Mask2Former) -> str:
+    """The backbone start a given checkpoint records: ours store their training config; official
+    ``.pkl`` files and HuggingFace folders do not say."""
+    if Path(checkpoint).suffix == ".pkl" or Path(checkpoint).is_dir():
+        return "not recorded in the checkpoint"
+    return model.config.backbone.weights or RANDOM
+
+
+def _baseline_start(weights: BackboneWeights | None, backbone: str
+                    ) -> tuple[str, Mapping[str, torch.Tensor] | None]:
+    """(what the report says, the tensors) for the baselines' ResNet: Mask2Former's backbone file
+    when it is a ResNet of their depth, else random initialisation and why."""
+    if weights is None:
+        return RANDOM, None
+    found = weights.architecture
+    if found.name != "resnet":
+        return f"{RANDOM} ({weights.path.name} is a {found.name} file; the baselines' {backbone} cannot use it)", None
+    if f"resnet{found.depth}" != backbone:
+        return f"{RANDOM} ({weights.path.name} is a ResNet-{found.depth}; the baselines use {backbone})", None
+    return weights.description, weights.state
 
 
 def _baseline_runs(bench: _Bench, baselines: _Baselines, tasks: tuple[str, ...]) -> list[ModelRun]:
@@ -185,13 +220,15 @@ def _mask_rcnn_run(bench: _Bench, baselines: _Baselines, thing_classes: list[int
     torch.manual_seed(config.seed)  # the baselines' random init, whatever ran before in this process
     det = build_mask_rcnn(len(thing_classes), min_size=config.input.crop_size[0],
                           max_size=max(config.input.crop_size), backbone=baselines.backbone,
-                          rois_per_image=baselines.rois_per_image, width=baselines.width)
+                          rois_per_image=baselines.rois_per_image, width=baselines.width,
+                          backbone_state=baselines.state, source=baselines.start)
     adapter = MaskRCNNAdapter(det, thing_classes)
     seconds = baselines.train(adapter, "mask_rcnn")
     transform: Any = det.transform  # torchvision's GeneralizedRCNNTransform
     transform.min_size, transform.max_size = (inference.min_size,), inference.max_size  # the test size
     run = ModelRun(f"Mask R-CNN ({baselines.backbone} FPN{baselines.suffix})", ("instance",),
-                   f"{baselines.budget}; {baselines.rois_per_image} RoIs per image", train_seconds=seconds)
+                   f"{baselines.budget}; {baselines.rois_per_image} RoIs per image", start=baselines.start,
+                   train_seconds=seconds)
     predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1],
                                                instance=adapter.predict(im, inference.topk_per_image)))
     return adapter, bench.score(run, predict, lambda: measure(det, lambda: adapter.predict(bench.sample)))
@@ -200,11 +237,12 @@ def _mask_rcnn_run(bench: _Bench, baselines: _Baselines, thing_classes: list[int
 def _deeplab_run(bench: _Bench, baselines: _Baselines, num_classes: int) -> tuple[DeepLabAdapter, ModelRun]:
     inference = baselines.config.model.inference
     torch.manual_seed(baselines.config.seed)
-    seg = build_deeplab(num_classes, backbone=baselines.backbone, width=baselines.width)
+    seg = build_deeplab(num_classes, backbone=baselines.backbone, width=baselines.width,
+                        backbone_state=baselines.state, source=baselines.start)
     adapter = DeepLabAdapter(seg, num_classes, min_size=inference.min_size, max_size=inference.max_size)
     seconds = baselines.train(adapter, "deeplabv3")
     run = ModelRun(f"DeepLabV3 ({baselines.backbone}{baselines.suffix})", ("semantic",), baselines.budget,
-                   train_seconds=seconds)
+                   start=baselines.start, train_seconds=seconds)
     predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1], semantic=adapter.predict(im)))
     return adapter, bench.score(run, predict, lambda: measure(seg, lambda: adapter.predict(bench.sample)))
 
@@ -224,13 +262,14 @@ def _merged_run(bench: _Bench, baselines: _Baselines, mask_rcnn: MaskRCNNAdapter
         return ImageResult(im.shape[0], im.shape[1], semantic=sem, instance=inst, panoptic=pan)
 
     run = ModelRun("Mask R-CNN + DeepLabV3 (heuristic merge)", ("panoptic",), baselines.budget + " (each)",
-                   train_seconds=seconds)
+                   start=baselines.start, train_seconds=seconds)
     both = torch.nn.ModuleList([mask_rcnn.model, deeplab.model])
     return bench.score(run, per_image(combined), lambda: measure(both, lambda: combined(bench.sample)))
 
 
 def _provenance(data: str | os.PathLike, data_format: str, train_split: DatasetSplit, val_split: DatasetSplit,
-                config: TrainConfig, baselines: _Baselines, command: str, device: str) -> dict[str, Any]:
+                config: TrainConfig, baselines: _Baselines, runs: list[ModelRun], command: str,
+                device: str) -> dict[str, Any]:
     """Where every number in the report comes from."""
     inference = config.model.inference
     return {
@@ -241,13 +280,14 @@ def _provenance(data: str | os.PathLike, data_format: str, train_split: DatasetS
                       f"long side <= {inference.max_size}",
         "iterations": config.max_iter, "batch_size": config.batch_size,
         "baselines": f"{baselines.backbone}, width {baselines.width}, {baselines.rois_per_image} RoIs per image "
-                     f"(Mask R-CNN), {baselines.optimizer} lr {baselines.lr:g}, random init",
+                     f"(Mask R-CNN), {baselines.optimizer} lr {baselines.lr:g}",
+        "backbone start": "; ".join(f"{r.name}: {r.start}" for r in runs),
         "device": device, "threads": torch.get_num_threads(), "metric_rules": metric_rules(data_format),
     }
 
 
 def _write_results_json(path: Path, provenance: dict[str, Any], runs: list[ModelRun]) -> None:
     path.write_text(json.dumps({"provenance": provenance, "models": [
-        {"name": r.name, "source": r.source, "tasks": r.tasks, "metrics": r.metrics, "per_class": r.per_class,
-         "cost": vars(r.cost) if r.cost else None,
+        {"name": r.name, "source": r.source, "backbone_start": r.start, "tasks": r.tasks, "metrics": r.metrics,
+         "per_class": r.per_class, "cost": vars(r.cost) if r.cost else None,
          "train_seconds": None if math.isnan(r.train_seconds) else r.train_seconds} for r in runs]}, indent=1))

@@ -13,8 +13,7 @@ import torch
 
 from mask2former.config import TrainConfig
 from mask2former.data.datasets import DatasetSplit
-from mask2former.data.loader import IterationBatchSampler, TrainingSet, collate
-from mask2former.data.transforms import build_train_transform
+from mask2former.data.loader import IterationBatchSampler, build_training_set, collate
 from mask2former.errors import DatasetError, TrainingError
 from mask2former.progress import Progress
 from mask2former.structures import Target
@@ -53,13 +52,10 @@ def train_baseline(adapter: BaselineAdapter, split: DatasetSplit, config: TrainC
                    on_log: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``adapter.model`` with ``adapter.losses(images, targets)``; returns the loss log."""
     model = adapter.model.train()
-    inp = config.input
-    transform = build_train_transform(inp.augmentation, crop_size=tuple(inp.crop_size), base_size=inp.base_size,
-                                      min_scale=inp.min_scale, max_scale=inp.max_scale,
-                                      cat_max_ratio=inp.cat_max_ratio, color=inp.color_jitter, flip=inp.flip)
-    sampler = IterationBatchSampler(len(split), batch_size=config.batch_size, seed=config.seed,
+    dataset = build_training_set(split, config.input, seed=config.seed)
+    sampler = IterationBatchSampler(len(dataset), batch_size=config.batch_size, seed=config.seed,
                                     max_iter=config.max_iter)
-    loader = torch.utils.data.DataLoader(TrainingSet(split, transform, seed=config.seed), batch_sampler=sampler,
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
                                          collate_fn=collate, num_workers=config.num_workers,
                                          generator=torch.Generator().manual_seed(config.seed))
     opt, scheduler = baseline_optimizer(model, optimizer, base_lr, config.max_iter, warmup)

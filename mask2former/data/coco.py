@@ -32,6 +32,7 @@ from mask2former.data.datasets import (
 )
 from mask2former.data.files import NOT_FOUND
 from mask2former.data.image import max_image_pixels
+from mask2former.data.polygons import Polygons, polygon_arrays
 from mask2former.errors import brief
 from mask2former.structures import Target
 
@@ -250,10 +251,10 @@ def attach_annotations(data: Any, path: Path, records: dict[Any, Record], catego
     return [r for image_id, r in records.items() if image_id not in bad]
 
 
-def decode_instances(annotations: list[dict], height: int, width: int, record: Record,
-                     source: Path | None = None) -> np.ndarray:
-    """``[N, H, W]`` bool masks of COCO segmentations, each checked against the image's actual
-    size first (records built without ``height`` / ``width`` meet it only here)."""
+def check_instances(annotations: list[dict], height: int, width: int, record: Record,
+                    source: Path | None = None) -> None:
+    """Raise unless every segmentation fits the image's actual size (records built without
+    ``height`` / ``width`` meet it only here) and the dense masks fit the memory budget."""
     check_mask_budget(len(annotations), height, width, source or record.image_path,
                       f"image {record.image_path.name}: ")
     for k, ann in enumerate(annotations):
@@ -261,6 +262,12 @@ def decode_instances(annotations: list[dict], height: int, width: int, record: R
         if problem is not None:
             which = f"annotation (id {brief(ann['id'])})" if "id" in ann else f"annotation {k}"
             raise DatasetError(source or record.image_path, f"{which} of image {record.image_path.name}: {problem}")
+
+
+def decode_instances(annotations: list[dict], height: int, width: int, record: Record,
+                     source: Path | None = None) -> np.ndarray:
+    """``[N, H, W]`` bool masks of COCO segmentations, checked first (``check_instances``)."""
+    check_instances(annotations, height, width, record, source)
     return decode_segmentations([ann["segmentation"] for ann in annotations], height, width)
 
 
@@ -273,13 +280,30 @@ class InstanceDecoder:
     source: Path | None = None  # the annotation file, named by load-time errors
 
     def __call__(self, record: Record, height: int, width: int) -> Target:
-        anns = record.annotations
-        ignore = np.zeros((height, width), dtype=bool)
-        if not anns:
+        if not record.annotations:
             return Target.empty(height, width)
-        labels = [self.contiguous[a["category_id"]] for a in anns]
-        return make_target(decode_instances(anns, height, width, record, self.source), labels,
-                           [self.is_thing[c] for c in labels], [bool(a.get("iscrowd", 0)) for a in anns], ignore)
+        return self._target(record, decode_instances(record.annotations, height, width, record, self.source))
+
+    def with_polygons(self, record: Record, height: int, width: int) -> tuple[Target, list[Polygons | None]]:
+        """The target with the masks of polygon segments left empty, and those segments' rings
+        (None for RLE segments, which are decoded here): training rasterises polygons after the
+        augmentation, at the output size, as the official mappers do."""
+        anns = record.annotations
+        if not anns:
+            return Target.empty(height, width), []
+        check_instances(anns, height, width, record, self.source)
+        polygons = [polygon_arrays(a["segmentation"]) if isinstance(a["segmentation"], list) else None for a in anns]
+        dense = [k for k, p in enumerate(polygons) if p is None]
+        masks = np.zeros((len(anns), height, width), dtype=bool)  # untouched rows cost no memory
+        if dense:
+            masks[dense] = decode_segmentations([anns[k]["segmentation"] for k in dense], height, width)
+        return self._target(record, masks), polygons
+
+    def _target(self, record: Record, masks: np.ndarray) -> Target:
+        labels = [self.contiguous[a["category_id"]] for a in record.annotations]
+        return make_target(masks, labels, [self.is_thing[c] for c in labels],
+                           [bool(a.get("iscrowd", 0)) for a in record.annotations],
+                           np.zeros(masks.shape[1:], dtype=bool))
 
 
 def instance_split(data: Any, path: Path, resolve: Callable[[dict], Path | str], *, format: str, name: str,
@@ -294,9 +318,9 @@ def instance_split(data: Any, path: Path, resolve: Callable[[dict], Path | str],
                 records[entry["id"]].extra.update(extra(entry))
     kept = attach_annotations(data, path, records, categories, problems)
     contiguous = {c.id: i for i, c in enumerate(categories)}
+    decoder = InstanceDecoder(contiguous, [c.isthing for c in categories], path)
     return DatasetSplit(name=name, categories=categories, records=kept, format=format, skip_bad=skip_bad,
-                        decoder=InstanceDecoder(contiguous, [c.isthing for c in categories], path),
-                        skipped=problems.skipped)
+                        decoder=decoder, polygon_decoder=decoder.with_polygons, skipped=problems.skipped)
 
 
 def read_coco_instances(annotations: str | Path, images: str | Path, *, name: str = "",

@@ -8,11 +8,13 @@ file, the key and what was expected.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mask2former.config import CategoryInfo
+from mask2former.config import CategoryInfo, ModelConfig
+from mask2former.data.cityscapes import CLASS_SETS as CITYSCAPES_CLASS_SETS
+from mask2former.data.cityscapes import cityscapes_categories
 from mask2former.data.coco import color_problem
 from mask2former.data.datasets import (
     DatasetError,
@@ -27,7 +29,8 @@ from mask2former.formats import IGNORE_LABEL, did_you_mean
 from mask2former.safe_yaml import load_yaml_file
 
 FORMATS = ("coco_panoptic", "coco_instances", "semantic", "cityscapes", "lvis", "folder")
-SPLIT_KEYS = ("images", "annotations", "masks")
+SPLIT_KEYS = ("images", "annotations", "masks", "instances", "semantic")
+FILE_KEYS = ("annotations", "instances")  # split keys naming a file; the others name folders
 # split keys each format needs (all of them required)
 FORMAT_SPLIT_KEYS: dict[str, tuple[str, ...]] = {
     "coco_panoptic": ("images", "annotations", "masks"),
@@ -37,9 +40,14 @@ FORMAT_SPLIT_KEYS: dict[str, tuple[str, ...]] = {
     "folder": ("images", "masks"),
     "cityscapes": ("images", "masks"),
 }
+# split keys a format may add: the ground truth the official evaluation scores some tasks against
+# (mask AP: a COCO instances JSON; mIoU: semantic label PNGs), instead of the panoptic PNGs
+FORMAT_OPTIONAL_SPLIT_KEYS: dict[str, tuple[str, ...]] = {"coco_panoptic": ("instances", "semantic")}
 # top-level options each format understands
 FORMAT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "coco_panoptic": (), "coco_instances": (), "lvis": (), "cityscapes": (),
+    "coco_panoptic": ("ignore_label", "reduce_zero_label"),  # of the splits' 'semantic' label PNGs
+    "coco_instances": (), "lvis": (),
+    "cityscapes": ("classes",),  # which official class set: instance (8) | semantic | panoptic (19)
     "semantic": ("classes", "num_classes", "ignore_label", "reduce_zero_label"),
     "folder": ("classes", "ignore_label", "mask_values"),
 }
@@ -50,8 +58,10 @@ MAX_LABEL = 2**31  # pixel values of label maps are at most 32-bit signed intege
 @dataclass
 class DataConfig:
     """A parsed DATA.yaml: the format, its options, and per split the paths (absolute) to
-    ``images`` / ``annotations`` / ``masks``. ``classes`` hold ``id`` = list index here; readers
-    set the ids their files use."""
+    ``images`` / ``annotations`` / ``masks`` (and, for COCO panoptic, the optional ``instances``
+    JSON and ``semantic`` label folder). ``classes`` hold ``id`` = list index here; readers set
+    the ids their files use. ``cityscapes_classes`` is the Cityscapes class set (None: not said,
+    ``for_model`` picks it)."""
 
     format: str
     splits: dict[str, dict[str, Path]]
@@ -61,6 +71,7 @@ class DataConfig:
     reduce_zero_label: bool = False
     mask_values: dict[int, int] | None = None
     source: Path | None = None
+    cityscapes_classes: str | None = None
 
 
 def load_data_config(path: str | os.PathLike) -> DataConfig:
@@ -104,6 +115,7 @@ def data_config_from_dict(data: Any, *, base_dir: str | os.PathLike = ".", sourc
     if not splits:
         raise DatasetError(where, "no splits: add e.g. 'train: {images: ..., "
                                   + ", ".join(f"{k}: ..." for k in FORMAT_SPLIT_KEYS[fmt][1:]) + "}'")
+    _check_semantic_options(options, fmt, splits, where)
     return DataConfig(format=fmt, splits=splits, source=Path(source) if source is not None else None,
                       **_parse_options(options, fmt, base, where))
 
@@ -115,11 +127,12 @@ def _short(name: str) -> str:
 
 def _split_paths(value: dict, split: str, fmt: str, base: Path, where: Path) -> dict[str, Path]:
     needed = FORMAT_SPLIT_KEYS[fmt]
+    allowed = needed + FORMAT_OPTIONAL_SPLIT_KEYS.get(fmt, ())
     paths: dict[str, Path] = {}
     for key, item in value.items():
-        if key not in needed:
-            hint = (f" (format {fmt!r} uses only: {', '.join(needed)})" if key in SPLIT_KEYS
-                    else did_you_mean(key, needed))
+        if key not in allowed:
+            hint = (f" (format {fmt!r} uses only: {', '.join(allowed)})" if key in SPLIT_KEYS
+                    else did_you_mean(key, allowed))
             raise DatasetError(where, f"{_short(split)}: unknown key {brief(key)}{hint}")
         if not isinstance(item, str | os.PathLike) or not str(item):
             raise DatasetError(where, f"{_short(split)}.{key}: expected a path, got {brief(item)}")
@@ -130,9 +143,32 @@ def _split_paths(value: dict, split: str, fmt: str, base: Path, where: Path) -> 
     return paths
 
 
+def _check_semantic_options(options: dict[str, Any], fmt: str, splits: dict[str, dict[str, Path]],
+                            where: Path) -> None:
+    """COCO panoptic's ``ignore_label`` / ``reduce_zero_label`` describe the splits' ``semantic``
+    label PNGs: without one they would be silently ignored."""
+    given = [k for k in ("ignore_label", "reduce_zero_label") if k in options]
+    if fmt == "coco_panoptic" and given and not any("semantic" in paths for paths in splits.values()):
+        raise DatasetError(where, f"{given[0]!r} describes the 'semantic' label PNGs of a split, and no split "
+                                  "names any (e.g. val: {..., semantic: path/to/label_pngs})")
+
+
+def _cityscapes_classes(value: Any, where: Path) -> str:
+    """The official class set a Cityscapes split serves (the datasets cityscapes_fine_instance_seg,
+    _sem_seg and _panoptic): a list of names would have nothing to say about the files."""
+    if value not in CITYSCAPES_CLASS_SETS:
+        raise DatasetError(where, "classes: format 'cityscapes' takes instance (the 8 thing classes) or semantic / "
+                                  f"panoptic (the 19), got {brief(value)}"
+                                  f"{did_you_mean(value, CITYSCAPES_CLASS_SETS, fallback='')}")
+    return str(value)
+
+
 def _parse_options(options: dict[str, Any], fmt: str, base: Path, where: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if "classes" in options:
+    if fmt == "cityscapes":
+        if "classes" in options:
+            out["cityscapes_classes"] = _cityscapes_classes(options["classes"], where)
+    elif "classes" in options:
         out["classes"] = parse_classes(options["classes"], base, where)
     elif fmt == "folder":
         raise DatasetError(where, "format 'folder' needs 'classes': a list of names or {name, isthing} "
@@ -265,7 +301,7 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
                 skip_bad: bool = False) -> DatasetSplit:
     """The split ``split`` of a dataset described by a DataConfig or a DATA.yaml path; with
     ``skip_bad``, records failing a check are dropped and listed in ``skipped`` instead of raising."""
-    from mask2former.data import cityscapes, coco, folder, lvis, panoptic, semantic
+    from mask2former.data import cityscapes, coco, folder, ground_truth, lvis, panoptic, semantic
 
     cfg = data_config if isinstance(data_config, DataConfig) else load_data_config(data_config)
     where = cfg.source or Path("DATA.yaml")
@@ -273,18 +309,25 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
         raise DatasetError(where, f"no split {brief(split)}{did_you_mean(split, list(cfg.splits))}")
     paths = cfg.splits[split]
     for key, path in paths.items():
-        problem = path_problem(path, expect="file" if key == "annotations" else "dir")
+        problem = path_problem(path, expect="file" if key in FILE_KEYS else "dir")
         if problem is not None:
             raise DatasetError(path, f"{problem} ({split}.{key} in {where})")
     if cfg.format == "coco_instances":
         result = coco.read_coco_instances(paths["annotations"], paths["images"], name=split, skip_bad=skip_bad)
+        ground_truth.own_instances(result, paths["annotations"])
     elif cfg.format == "lvis":
         result = lvis.read_lvis(paths["annotations"], paths["images"], name=split, skip_bad=skip_bad)
     elif cfg.format == "coco_panoptic":
         result = panoptic.read_coco_panoptic(paths["annotations"], paths["images"], paths["masks"], name=split,
                                              skip_bad=skip_bad)
+        if "instances" in paths:
+            ground_truth.attach_instances(result, paths["instances"])
+        if "semantic" in paths:
+            ground_truth.attach_semantic(result, paths["semantic"], paths["images"], ignore_label=cfg.ignore_label,
+                                         reduce_zero_label=cfg.reduce_zero_label)
     elif cfg.format == "cityscapes":
-        result = cityscapes.read_cityscapes(paths["images"], paths["masks"], name=split, skip_bad=skip_bad)
+        result = cityscapes.read_cityscapes(paths["images"], paths["masks"], classes=cfg.cityscapes_classes or
+                                            "panoptic", name=split, skip_bad=skip_bad)
     elif cfg.format == "semantic":
         result = semantic.read_semantic(paths["images"], paths["masks"], classes=cfg.classes,
                                         num_classes=cfg.num_classes, ignore_label=cfg.ignore_label,
@@ -299,3 +342,46 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
         raise DatasetError(first, f"every record of split {split!r} failed its checks ({len(result.skipped)} "
                                  f"skipped); the first: {reason}")
     return result
+
+
+def for_model(data_config: DataConfig, model: ModelConfig) -> DataConfig:
+    """``data_config`` with the Cityscapes class set ``model`` needs, when DATA.yaml does not say
+    (``classes``): the 8 thing classes for an 8-class model (the official instance models), one
+    mask per class for a semantic-only model (the official semantic training reads labelIds),
+    the 19 panoptic classes otherwise. Other formats are returned as they are."""
+    if data_config.format != "cityscapes" or data_config.cityscapes_classes is not None:
+        return data_config
+    inference = model.inference
+    if model.num_classes == len(cityscapes_categories("instance")):
+        class_set = "instance"
+    elif inference.semantic_on and not (inference.instance_on or inference.panoptic_on):
+        class_set = "semantic"
+    else:
+        class_set = "panoptic"
+    return replace(data_config, cityscapes_classes=class_set)
+
+
+def ground_truth_sources(data_config: DataConfig, split: str) -> dict[str, str]:
+    """Which files each task of ``split`` is scored against, for the reports (task -> text)."""
+    paths, fmt = data_config.splits[split], data_config.format
+    out = {"panoptic": f"panoptic PNGs in {paths.get('masks')}"}
+    if fmt == "coco_panoptic":
+        out["instance"] = (f"{paths['instances']} (its area, crowd flags and segmentations, by pycocotools)"
+                           if "instances" in paths else "thing masks of the panoptic PNGs (area = their pixel count)")
+        out["semantic"] = (f"label PNGs in {paths['semantic']}" if "semantic" in paths
+                           else "label maps of the panoptic PNGs")
+    elif fmt == "coco_instances":
+        out = {"instance": f"{paths['annotations']} (its area, crowd flags and segmentations, by pycocotools)"}
+    elif fmt == "lvis":
+        out = {"instance": f"{paths['annotations']} (by the lvis package)"}
+    elif fmt == "semantic":
+        out = {"semantic": f"label PNGs in {paths['masks']}"}
+    elif fmt == "cityscapes":
+        out.update(instance=f"*_instanceIds.png in {paths['masks']} (cityscapesscripts)",
+                   semantic=f"*_labelIds.png in {paths['masks']}",
+                   panoptic=f"*_labelIds.png and *_instanceIds.png in {paths['masks']}")
+    else:
+        out = {"semantic": f"label PNGs in {paths['masks']}",
+               "instance": f"connected components of the label PNGs in {paths['masks']}",
+               "panoptic": f"label PNGs in {paths['masks']}"}
+    return out

@@ -47,6 +47,8 @@ class Record:
 
 
 TargetDecoder = Callable[[Record, int, int], Target]  # (record, image height, image width) -> Target
+# the same, with each segment's COCO polygons (None for a dense mask) and the masks of polygon segments left empty
+PolygonDecoder = Callable[[Record, int, int], tuple[Target, list[list[np.ndarray] | None]]]
 
 
 @dataclass
@@ -62,6 +64,7 @@ class DatasetSplit:
     skip_bad: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
     annotation_file: Path | None = None  # LVIS: the JSON its AP is scored against (federated labels)
+    polygon_decoder: PolygonDecoder | None = None  # formats whose segments may be polygons (COCO instances, LVIS)
     _failed: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
@@ -70,6 +73,23 @@ class DatasetSplit:
     def load(self, index: int) -> tuple[np.ndarray, Target]:
         """Image ``[H, W, 3]`` uint8 RGB and its target at the image's size."""
         record = self.records[index]
+        image = self._image(record)
+        return image, self.decoder(record, *image.shape[:2])
+
+    def load_with_polygons(self, index: int) -> tuple[np.ndarray, Target, list[list[np.ndarray] | None]]:
+        """``load`` for training: segments annotated as COCO polygons come with their rings
+        (``[K, 2]`` x, y arrays) and an empty mask, because the official mappers move polygons
+        through the augmentation and rasterise them only at the output size; ``None`` for every
+        segment that is a mask (RLE, label maps, panoptic PNGs)."""
+        record = self.records[index]
+        image = self._image(record)
+        if self.polygon_decoder is None:
+            target = self.decoder(record, *image.shape[:2])
+            return image, target, [None] * len(target)
+        target, polygons = self.polygon_decoder(record, *image.shape[:2])
+        return image, target, polygons
+
+    def _image(self, record: Record) -> np.ndarray:
         try:
             image = read_image(record.image_path)
         except ImageError as e:
@@ -78,7 +98,7 @@ class DatasetSplit:
         if record.height is not None and (record.height, record.width) != (height, width):
             raise DatasetError(record.image_path, f"image is {height}x{width} (HxW) but its annotation says "
                                                   f"{record.height}x{record.width}")
-        return image, self.decoder(record, height, width)
+        return image
 
     def load_or_none(self, index: int) -> tuple[np.ndarray, Target] | None:
         """``load``, or ``None`` (remembering why) if it fails and the split was built with

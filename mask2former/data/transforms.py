@@ -7,8 +7,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
+from mask2former.data import polygons as poly
+from mask2former.data.polygons import Polygons
 from mask2former.errors import ImageError
 from mask2former.formats import IGNORE_LABEL
 from mask2former.structures import Target
@@ -50,9 +53,11 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # image, its ``Target`` (same H, W) and a ``numpy.random.Generator`` (seeded per sample by the
 # loader, so runs are reproducible), and returns the transformed ``(image, target)``.
 
-Transform = Callable[[np.ndarray, Target, np.random.Generator], tuple[np.ndarray, Target]]
-
 PAD_VALUE = 128  # image padding of the official mappers (FixedSizeCrop, the semantic mapper)
+# How masks are resized, by what the official mapper resizes: "pillow" for uint8 maps (panoptic PNGs,
+# decoded RLE), whose detectron2 ResizeTransform uses Pillow's NEAREST; "torch" for the semantic
+# mapper's label map, read as float64 and so resized by torch's F.interpolate(mode="nearest").
+NEAREST_RULES = ("pillow", "torch")
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -62,66 +67,133 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each of ``n_out`` outputs for a nearest resize of ``n_in`` inputs, taken
-    from Pillow itself so masks land exactly where Pillow's (the reference's) nearest puts them."""
+def nearest_index(n_in: int, n_out: int, rule: str = "pillow") -> np.ndarray:
+    """Source index of each of ``n_out`` outputs of a nearest resize of ``n_in`` inputs, taken
+    from the library itself: Pillow samples about ``floor((i + 0.5) * n_in / n_out)``, torch
+    ``floor(i * n_in / n_out)``; they differ on most sizes."""
     if n_in == n_out:
         return np.arange(n_in)
+    if rule == "torch":
+        values = torch.arange(n_in, dtype=torch.float64).view(1, 1, 1, n_in)
+        return F.interpolate(values, size=(1, n_out), mode="nearest")[0, 0, 0].numpy().astype(np.intp)
     line = Image.fromarray(np.arange(n_in, dtype=np.int32)[None])
     return np.asarray(line.resize((n_out, 1), Image.Resampling.NEAREST))[0].astype(np.intp)
 
 
-def _resize_crop_pad(image: np.ndarray, target: Target, resized: tuple[int, int], box: tuple[int, int, int, int],
-                     padded: tuple[int, int]) -> tuple[np.ndarray, Target]:
-    """Resize to ``resized=(h, w)`` (image bilinear, masks nearest), keep ``box=(y0, x0, h, w)`` of
-    the resized image, then pad bottom/right to ``padded`` (image 128, masks empty, ignore True).
+@dataclass(frozen=True)
+class Geometry:
+    """Where one sample's pixels go, in the official order: mirror the input (``flip_input``,
+    LSJ), resize ``size`` to ``resized``, keep ``window=(y0, x0, h, w)`` of it, mirror that crop
+    (``flip_crop``, the semantic recipe), pad bottom/right to ``padded``. The window may reach
+    past the resized image (FixedSizeCrop's does); polygons are clipped to the window itself."""
 
-    Masks are gathered only inside the box (nearest resize then crop is a pure index selection),
-    so a 2x upscale of many masks never materialises at full size."""
-    y0, x0, ch, cw = box
-    h, w = image.shape[:2]
+    size: tuple[int, int]
+    resized: tuple[int, int]
+    window: tuple[int, int, int, int]
+    padded: tuple[int, int]
+    flip_input: bool = False
+    flip_crop: bool = False
+
+    @property
+    def crop(self) -> tuple[int, int]:
+        """``(h, w)`` of the window's part inside the resized image: the unpadded output."""
+        y0, x0, h, w = self.window
+        return min(h, self.resized[0] - y0), min(w, self.resized[1] - x0)
+
+    def indices(self, rule: str) -> tuple[np.ndarray, np.ndarray]:
+        """Input row and column of each output pixel of the crop, for masks resized by ``rule``."""
+        (y0, x0, _, _), (ch, cw) = self.window, self.crop
+        rows = nearest_index(self.size[0], self.resized[0], rule)[y0:y0 + ch]
+        cols = nearest_index(self.size[1], self.resized[1], rule)[x0:x0 + cw]
+        if self.flip_input:
+            cols = self.size[1] - 1 - cols
+        return rows, cols[::-1] if self.flip_crop else cols
+
+    def move_polygons(self, rings: Polygons) -> Polygons:
+        """The rings moved as detectron2 moves them: mirror, rescale, clip to the window, mirror the crop."""
+        if self.flip_input:
+            rings = poly.mirror(rings, self.size[1])
+        rings = poly.crop(poly.rescale(rings, self.size, self.resized), self.window)
+        return poly.mirror(rings, self.crop[1]) if self.flip_crop else rings
+
+
+def transform_image(image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The image through ``geometry`` up to the crop (bilinear, as the reference), unpadded."""
+    (y0, x0, _, _), (ch, cw) = geometry.window, geometry.crop
+    if geometry.flip_input:
+        image = np.ascontiguousarray(image[:, ::-1])
+    image = resize_image(image, geometry.resized)[y0:y0 + ch, x0:x0 + cw]
+    return np.ascontiguousarray(image[:, ::-1] if geometry.flip_crop else image)
+
+
+def transform_target(target: Target, geometry: Geometry, rule: str = "pillow",
+                     rings: Sequence[Polygons | None] | None = None) -> Target:
+    """Masks and ignore map through ``geometry``, padded (masks empty, ignore True). Masks move as
+    a pure index selection (a 2x upscale of many masks never materialises at full size); the
+    segments with ``rings`` get them moved and rasterised at the output size instead."""
+    h, w = geometry.size
     if tuple(target.ignore.shape) != (h, w) or tuple(target.masks.shape[1:]) != (h, w):
         raise ValueError(f"target (masks {tuple(target.masks.shape)}, ignore {tuple(target.ignore.shape)}) does not "
                          f"match the {h}x{w} image")
-    image = resize_image(image, resized)[y0:y0 + ch, x0:x0 + cw]
-    rows = _nearest_index(h, resized[0])[y0:y0 + ch]
-    cols = _nearest_index(w, resized[1])[x0:x0 + cw]
-    masks = np.take(np.take(target.masks.numpy(), rows, axis=1), cols, axis=2)  # [N, ch, cw]
-    ignore = np.take(np.take(target.ignore.numpy(), rows, axis=0), cols, axis=1)  # [ch, cw]
-    ph, pw = max(padded[0], ch), max(padded[1], cw)
-    if (ph, pw) != (ch, cw):
-        out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
-        out[:ch, :cw] = image
-        image = out
-        out_masks = np.zeros((masks.shape[0], ph, pw), dtype=bool)
-        out_masks[:, :ch, :cw] = masks
-        masks = out_masks
-        out_ignore = np.ones((ph, pw), dtype=bool)
-        out_ignore[:ch, :cw] = ignore
-        ignore = out_ignore
-    return np.ascontiguousarray(image), replace(target, masks=torch.from_numpy(np.ascontiguousarray(masks)),
-                                                ignore=torch.from_numpy(np.ascontiguousarray(ignore)))
+    rings = rings if rings is not None else [None] * len(target)
+    rows, cols = geometry.indices(rule)
+    (ch, cw), (ph, pw) = geometry.crop, geometry.padded
+    ph, pw = max(ph, ch), max(pw, cw)
+    masks = torch.zeros((len(target), ph, pw), dtype=torch.bool)
+    dense = [k for k, segment in enumerate(rings) if segment is None]
+    if len(dense) == len(target):
+        masks[:, :ch, :cw] = torch.from_numpy(np.take(np.take(target.masks.numpy(), rows, axis=1), cols, axis=2))
+    elif dense:
+        source = target.masks.numpy()[dense]
+        masks[dense, :ch, :cw] = torch.from_numpy(np.take(np.take(source, rows, axis=1), cols, axis=2))
+    for k, segment in enumerate(rings):
+        if segment is not None:
+            masks[k] = torch.from_numpy(poly.rasterise(geometry.move_polygons(segment), ph, pw))
+    ignore = torch.ones((ph, pw), dtype=torch.bool)
+    ignore[:ch, :cw] = torch.from_numpy(np.take(np.take(target.ignore.numpy(), rows, axis=0), cols, axis=1))
+    return replace(target, masks=masks, ignore=ignore)
+
+
+def pad_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pad bottom/right to ``size`` with 128, as the mappers do after augmenting."""
+    ch, cw = image.shape[:2]
+    ph, pw = max(size[0], ch), max(size[1], cw)
+    if (ph, pw) == (ch, cw):
+        return image
+    out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
+    out[:ch, :cw] = image
+    return out
+
+
+def apply_geometry(image: np.ndarray, target: Target, geometry: Geometry, *,
+                   nearest: str = "pillow") -> tuple[np.ndarray, Target]:
+    """Image and dense target through ``geometry``, padded."""
+    return pad_image(transform_image(image, geometry), geometry.padded), transform_target(target, geometry, nearest)
+
+
+def lsj_geometry(height: int, width: int, rng: np.random.Generator, *, crop_size: int | Sequence[int],
+                 min_scale: float = 0.1, max_scale: float = 2.0, flip_input: bool = False) -> Geometry:
+    """detectron2's ResizeScale then FixedSizeCrop: scale (aspect kept) to fit ``crop_size``
+    times a factor drawn from ``[min_scale, max_scale]``, then a ``crop_size`` window placed by
+    one uniform draw along both axes (offset = round(u * max_offset) per axis)."""
+    th, tw = _pair(crop_size)
+    scale = rng.uniform(min_scale, max_scale)
+    factor = min(th * scale / height, tw * scale / width)
+    oh, ow = max(1, int(np.round(height * factor))), max(1, int(np.round(width * factor)))
+    u = rng.uniform(0.0, 1.0)
+    y0, x0 = int(np.round(max(oh - th, 0) * u)), int(np.round(max(ow - tw, 0) * u))
+    return Geometry(size=(height, width), resized=(oh, ow), window=(y0, x0, th, tw), padded=(th, tw),
+                    flip_input=flip_input)
 
 
 def large_scale_jitter(image: np.ndarray, target: Target, rng: np.random.Generator, *,
-                       crop_size: int | Sequence[int], min_scale: float = 0.1,
-                       max_scale: float = 2.0) -> tuple[np.ndarray, Target]:
-    """The COCO instance / panoptic "LSJ" recipe: ResizeScale then FixedSizeCrop.
-
-    The image is scaled (aspect kept) to fit ``crop_size`` times a factor drawn uniformly from
-    ``[min_scale, max_scale]``, a random window of at most ``crop_size`` is kept, and the result
-    is padded bottom/right to exactly ``crop_size`` (``int`` or ``(h, w)``); the padding is
-    marked ignore. As in detectron2's FixedSizeCrop, one uniform draw places the window along
-    both axes (offset = round(u * max_offset) per axis).
-    """
-    th, tw = _pair(crop_size)
+                       crop_size: int | Sequence[int], min_scale: float = 0.1, max_scale: float = 2.0,
+                       nearest: str = "pillow") -> tuple[np.ndarray, Target]:
+    """The COCO instance / panoptic "LSJ" recipe (:func:`lsj_geometry`), padded bottom/right to
+    exactly ``crop_size`` (``int`` or ``(h, w)``) with the padding marked ignore."""
     h, w = image.shape[:2]
-    scale = rng.uniform(min_scale, max_scale)
-    factor = min(th * scale / h, tw * scale / w)
-    oh, ow = max(1, int(np.round(h * factor))), max(1, int(np.round(w * factor)))
-    u = rng.uniform(0.0, 1.0)
-    y0, x0 = int(np.round(max(oh - th, 0) * u)), int(np.round(max(ow - tw, 0) * u))
-    return _resize_crop_pad(image, target, (oh, ow), (y0, x0, min(oh, th), min(ow, tw)), (th, tw))
+    geometry = lsj_geometry(h, w, rng, crop_size=crop_size, min_scale=min_scale, max_scale=max_scale)
+    return apply_geometry(image, target, geometry, nearest=nearest)
 
 
 def _shortest_edge_train_size(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
@@ -159,28 +231,39 @@ def _category_crop(semantic: np.ndarray, rows: np.ndarray, cols: np.ndarray, siz
     return y0, x0
 
 
-def resize_crop_semantic(image: np.ndarray, target: Target, rng: np.random.Generator, *, base_size: int,
-                         crop_size: int | Sequence[int], min_ratio: float = 0.5, max_ratio: float = 2.0,
-                         cat_max_ratio: float = 1.0, ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, Target]:
-    """The official semantic (ADE20K / Cityscapes / Mapillary) recipe: ResizeShortestEdge then
-    RandomCrop_CategoryAreaConstraint, padded bottom/right to ``crop_size`` (padding = ignore).
-
-    The short side is drawn from ``int(x * 0.1 * base_size)`` for ``x`` in ``min_ratio*10 ..
-    max_ratio*10`` (the configs' list), with the long side capped at ``4 * base_size``.
-    ``cat_max_ratio < 1`` rejects windows where one class covers that share of the labelled
-    pixels (``ignore_label`` only names void in the internal label map; it is never a class).
-    """
+def semantic_geometry(height: int, width: int, rng: np.random.Generator, *, base_size: int,
+                      crop_size: int | Sequence[int], min_ratio: float = 0.5, max_ratio: float = 2.0,
+                      cat_max_ratio: float = 1.0, ignore_label: int = IGNORE_LABEL,
+                      label_map: Callable[[], np.ndarray] | None = None) -> Geometry:
+    """ResizeShortestEdge then RandomCrop_CategoryAreaConstraint (window at most ``crop_size``),
+    padded to ``crop_size``. The short side is drawn from ``int(x * 0.1 * base_size)`` for ``x``
+    in ``min_ratio*10 .. max_ratio*10`` (the configs' list), the long side capped at ``4 *
+    base_size``. ``cat_max_ratio < 1`` judges windows on ``label_map()`` resized as the official
+    semantic map is (float64, so by torch's nearest rule)."""
     th, tw = _pair(crop_size)
-    h, w = image.shape[:2]
     lo, hi = int(round(min_ratio * 10)), int(round(max_ratio * 10))
     shorts = [int(x * 0.1 * base_size) for x in range(lo, hi + 1)]
     short = shorts[int(rng.integers(len(shorts)))]
-    oh, ow = _shortest_edge_train_size(h, w, short, 4 * base_size)
-    rows, cols = _nearest_index(h, oh), _nearest_index(w, ow)
+    oh, ow = _shortest_edge_train_size(height, width, short, 4 * base_size)
+    rows, cols = nearest_index(height, oh, "torch"), nearest_index(width, ow, "torch")
     ch, cw = min(th, oh), min(tw, ow)
-    semantic = target.semantic_map(ignore_label).numpy() if cat_max_ratio < 1.0 else np.zeros((h, w), np.int64)
+    semantic = label_map() if cat_max_ratio < 1.0 and label_map is not None else np.zeros((height, width), np.int64)
     y0, x0 = _category_crop(semantic, rows, cols, (ch, cw), rng, cat_max_ratio, ignore_label)
-    return _resize_crop_pad(image, target, (oh, ow), (y0, x0, ch, cw), (th, tw))
+    return Geometry(size=(height, width), resized=(oh, ow), window=(y0, x0, ch, cw), padded=(th, tw))
+
+
+def resize_crop_semantic(image: np.ndarray, target: Target, rng: np.random.Generator, *, base_size: int,
+                         crop_size: int | Sequence[int], min_ratio: float = 0.5, max_ratio: float = 2.0,
+                         cat_max_ratio: float = 1.0, ignore_label: int = IGNORE_LABEL,
+                         nearest: str = "pillow") -> tuple[np.ndarray, Target]:
+    """The official semantic (ADE20K / Cityscapes / Mapillary) recipe (:func:`semantic_geometry`),
+    padded bottom/right to ``crop_size`` (padding = ignore). ``ignore_label`` only names void in
+    the internal label map; it is never a class."""
+    h, w = image.shape[:2]
+    geometry = semantic_geometry(h, w, rng, base_size=base_size, crop_size=crop_size,
+                                 min_ratio=min_ratio, max_ratio=max_ratio, cat_max_ratio=cat_max_ratio,
+                                 ignore_label=ignore_label, label_map=lambda: target.semantic_map(ignore_label).numpy())
+    return apply_geometry(image, target, geometry, nearest=nearest)
 
 
 def horizontal_flip(image: np.ndarray, target: Target, rng: np.random.Generator,
@@ -258,10 +341,25 @@ def drop_empty(target: Target, min_area: int = 1) -> Target:
     return target.select(torch.from_numpy(area >= min_area))
 
 
+def keep_segments(target: Target, rings: Sequence[Polygons | None], *, keep_empty: bool) -> Target:
+    """Segments the crop emptied, by the official mapper's rule: kept as empty masks (the panoptic
+    and instance mappers) or dropped (the semantic mapper makes masks only for the classes left
+    in the crop; the COCO-instance LSJ mapper runs detectron2's filter_empty_instances: a polygon
+    segment goes when no ring is left after the crop, a mask segment when no pixel is left).
+    ``rings`` are the segments' rings after the crop (None for mask segments)."""
+    if keep_empty or len(target) == 0:
+        return target
+    masks = target.masks.numpy()  # torch's any() on bool masks is ~100x slower
+    keep = [poly.survives(segment) if segment is not None else bool(masks[k].any()) for k, segment in enumerate(rings)]
+    return target if all(keep) else target.select(torch.tensor(keep, dtype=torch.bool))
+
+
 @dataclass(frozen=True)
 class TrainTransform:
-    """The training augmentation of one recipe as a picklable callable
-    ``(image, target, rng) -> (image, target)`` (DataLoader workers may be spawned)."""
+    """The training augmentation of one recipe as a picklable callable (DataLoader workers may be
+    spawned): ``(image, target, rng, polygons=...) -> (image, target)``. ``polygons`` gives, per
+    segment, COCO rings to move with the image and rasterise at the output size (that segment's
+    mask is ignored) or None; ``nearest`` and ``keep_empty`` follow the dataset's official mapper."""
 
     kind: str
     crop_size: tuple[int, int]
@@ -271,24 +369,53 @@ class TrainTransform:
     cat_max_ratio: float = 1.0
     color: bool = False
     flip: bool = True
+    nearest: str = "pillow"
+    keep_empty: bool = False
 
-    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator) -> tuple[np.ndarray, Target]:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator, *,
+                 polygons: Sequence[Polygons | None] | None = None) -> tuple[np.ndarray, Target]:
+        rings: list[Polygons | None] = list(polygons) if polygons is not None else [None] * len(target)
+        if len(rings) != len(target):
+            raise ValueError(f"{len(rings)} polygon entries for {len(target)} segments")
+        geometry, image = self._draw(image, target, rings, rng)
+        target = transform_target(target, geometry, self.nearest, rings)
+        moved = [geometry.move_polygons(segment) if segment is not None and not self.keep_empty else None
+                 for segment in rings]
+        return pad_image(image, geometry.padded), keep_segments(target, moved, keep_empty=self.keep_empty)
+
+    def _draw(self, image: np.ndarray, target: Target, rings: list[Polygons | None],
+              rng: np.random.Generator) -> tuple[Geometry, np.ndarray]:
+        """The sample's geometry, drawn in the recipe's order, and the image through it (colour
+        jittered, unpadded). LSJ: flip -> resize -> crop [-> colour]; semantic: resize -> crop
+        [-> colour] -> flip; "none": [colour ->] flip."""
+        h, w = image.shape[:2]
         if self.kind == "lsj":
-            if self.flip:
-                image, target = horizontal_flip(image, target, rng)
-            image, target = large_scale_jitter(image, target, rng, crop_size=self.crop_size,
-                                               min_scale=self.min_scale, max_scale=self.max_scale)
-            if self.color:
-                image = color_jitter(image, rng)
+            flip = self.flip and rng.random() < 0.5
+            geometry = lsj_geometry(h, w, rng, crop_size=self.crop_size, min_scale=self.min_scale,
+                                    max_scale=self.max_scale, flip_input=flip)
+        elif self.kind == "semantic":
+            geometry = semantic_geometry(h, w, rng, base_size=self.base_size, crop_size=self.crop_size,
+                                         cat_max_ratio=self.cat_max_ratio, label_map=lambda: _label_map(target, rings))
         else:
-            if self.kind == "semantic":
-                image, target = resize_crop_semantic(image, target, rng, base_size=self.base_size,
-                                                     crop_size=self.crop_size, cat_max_ratio=self.cat_max_ratio)
-            if self.color:
-                image = color_jitter(image, rng)
-            if self.flip:
-                image, target = horizontal_flip(image, target, rng)
-        return image, drop_empty(target)
+            geometry = Geometry(size=(h, w), resized=(h, w), window=(0, 0, h, w), padded=(h, w))
+        image = transform_image(image, geometry)
+        if self.color:
+            image = color_jitter(image, rng)
+        if self.kind != "lsj" and self.flip and rng.random() < 0.5:
+            geometry, image = replace(geometry, flip_crop=True), np.ascontiguousarray(image[:, ::-1])
+        return geometry, image
+
+
+def _label_map(target: Target, rings: Sequence[Polygons | None]) -> np.ndarray:
+    """``[H, W]`` class map of the untransformed target, polygon segments rasterised."""
+    if any(segment is not None for segment in rings):
+        h, w = target.ignore.shape
+        masks = target.masks.clone()
+        for k, segment in enumerate(rings):
+            if segment is not None:
+                masks[k] = torch.from_numpy(poly.rasterise(segment, h, w))
+        target = replace(target, masks=masks)
+    return target.semantic_map(IGNORE_LABEL).numpy()
 
 
 TRAIN_TRANSFORM_KINDS = ("lsj", "semantic", "none")
@@ -296,21 +423,25 @@ TRAIN_TRANSFORM_KINDS = ("lsj", "semantic", "none")
 
 def build_train_transform(kind: str, *, crop_size: int | Sequence[int], base_size: int | None = None,
                           min_scale: float = 0.1, max_scale: float = 2.0, cat_max_ratio: float = 1.0,
-                          color: bool = False, flip: bool = True) -> Transform:
+                          color: bool = False, flip: bool = True, nearest: str = "pillow",
+                          keep_empty: bool = False) -> TrainTransform:
     """The official training augmentation by name.
 
-    ``"lsj"`` (COCO instance / panoptic): flip -> :func:`large_scale_jitter` [-> color].
-    ``"semantic"`` (ADE20K, Cityscapes, ...): :func:`resize_crop_semantic` (``base_size``
-    defaults to the crop's short side) -> color -> flip; the official semantic configs turn
-    ``color`` on. ``"none"``: only color / flip, sizes unchanged. Segments emptied by the crop
-    are dropped at the end.
+    ``"lsj"`` (COCO instance / panoptic): flip -> ResizeScale -> FixedSizeCrop [-> color].
+    ``"semantic"`` (ADE20K, Cityscapes, ...): ResizeShortestEdge -> RandomCrop (``base_size``
+    defaults to the crop's short side) -> color -> flip, then padding; the official semantic
+    configs turn ``color`` on. ``"none"``: only color / flip, sizes unchanged. Masks are resized
+    by the ``nearest`` rule; segments the crop empties stay (``keep_empty``) or are dropped.
     """
     if kind not in TRAIN_TRANSFORM_KINDS:
         raise ValueError(f"unknown augmentation {kind!r}; expected one of {', '.join(TRAIN_TRANSFORM_KINDS)}")
+    if nearest not in NEAREST_RULES:
+        raise ValueError(f"unknown nearest rule {nearest!r}; expected one of {', '.join(NEAREST_RULES)}")
     size = _pair(crop_size)
     if min(size) < 1:
         raise ValueError(f"crop_size must be positive, got {crop_size}")
     if not 0 < min_scale <= max_scale:
         raise ValueError(f"need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
     return TrainTransform(kind=kind, crop_size=size, base_size=base_size or min(size), min_scale=min_scale,
-                          max_scale=max_scale, cat_max_ratio=cat_max_ratio, color=color, flip=flip)
+                          max_scale=max_scale, cat_max_ratio=cat_max_ratio, color=color, flip=flip, nearest=nearest,
+                          keep_empty=keep_empty)

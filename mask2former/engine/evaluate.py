@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mask2former import distributed as dist
 from mask2former.atomic_files import write_json_atomic
@@ -18,8 +18,11 @@ from mask2former.data.datasets import DatasetSplit
 from mask2former.engine.scoring import ScoredSplit, model_predictions, predict_and_score
 from mask2former.errors import ConfigError, DatasetError, brief
 from mask2former.evaluation.tasks import metric_rules, tasks_for
-from mask2former.inference.predictor import Predictor
+from mask2former.inference.predictor import Predictor, tta_views
 from mask2former.modeling import Mask2Former
+
+if TYPE_CHECKING:
+    from mask2former.data.data_yaml import DataConfig
 
 
 def evaluate(model: Mask2Former, split: DatasetSplit, tasks: Sequence[str] | None = None, *, batch_size: int = 1,
@@ -41,7 +44,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
     and the annotations allow; with ``output``, write the predictions in the community formats,
     ``metrics.json`` and ``report.md``. Under torchrun the images are shared out across processes
     and the main process returns the metrics (the others an empty dict)."""
-    from mask2former.data.data_yaml import build_split, load_data_config
+    from mask2former.data.data_yaml import build_split, for_model, load_data_config
     from mask2former.inference.writers import ResultWriter
     from mask2former.weights import load_model
 
@@ -49,8 +52,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
     data_config = load_data_config(data)
     if split not in data_config.splits:
         raise DatasetError(data, f"no split {brief(split)} (has {', '.join(data_config.splits)})")
-    dataset = build_split(data_config, split)
     model = load_model(checkpoint, preset=preset, device=device)
+    data_config = for_model(data_config, model.config)  # Cityscapes: the class set the model predicts
+    dataset = build_split(data_config, split)
     chosen = _chosen_tasks(model.config, data_config.format, dataset.categories, tasks)
     _check_class_count(model.config, dataset.categories, checkpoint, data)
     predict = model_predictions(Predictor(model, device=device, batch_size=batch_size), chosen, tta=tta)
@@ -66,6 +70,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
             _write_results(Path(output), scored, {
                 "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
                 "split": split, "images": len(dataset), "tasks": ", ".join(chosen),
+                **_ground_truth(data_config, split, chosen),
                 "metric rules": metric_rules(data_config.format), "test size": _test_size(model.config, tta),
                 "command": command or "mask2former eval", "processes": dist.world_size(),
             })
@@ -97,10 +102,25 @@ def _check_class_count(config: ModelConfig, categories: Sequence[CategoryInfo], 
                                  f"{len(config.categories)}")
 
 
+def _ground_truth(data_config: DataConfig, split: str, tasks: Sequence[str]) -> dict[str, str]:
+    """Report rows naming the files each task was scored against, and the Cityscapes class set."""
+    from mask2former.data.data_yaml import ground_truth_sources
+
+    sources = ground_truth_sources(data_config, split)
+    rows = {f"ground truth, {task}": sources[task] for task in tasks if task in sources}
+    if data_config.cityscapes_classes is not None:
+        rows["classes"] = f"Cityscapes {data_config.cityscapes_classes} set"
+    return rows
+
+
 def _test_size(config: ModelConfig, tta: bool) -> str:
     inference = config.inference
-    return (f"short side {inference.min_size}, long side <= {inference.max_size}"
-            + (" (semantic: multi-scale + flip)" if tta else ""))
+    text = f"short side {inference.min_size}, long side <= {inference.max_size}"
+    if not tta:
+        return text
+    sizes, max_size = tta_views(config)
+    return (f"{text}; semantic: the mean over views of that image resized to short side "
+            f"{', '.join(map(str, sizes))} (long side <= {max_size}), each also flipped")
 
 
 def _write_results(out: Path, scored: ScoredSplit, provenance: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 Training-time evaluation, ``mask2former eval`` and ``compare`` (Mask2Former and the baselines)
 all go through it, so they score the same images with the same image ids, the same ground truth
-and the same rules (LVIS AP on an LVIS split, Cityscapes' rules on Cityscapes), and the numbers
-of one are the numbers of the others.
+(the instances JSON and semantic label PNGs a split names beside its panoptic annotations) and the
+same rules (LVIS AP on an LVIS split, Cityscapes' rules on Cityscapes), and the numbers of one are
+the numbers of the others.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from mask2former import distributed as dist
-from mask2former.data.datasets import DatasetSplit, Record, read_label_map
+from mask2former.data.datasets import DatasetError, DatasetSplit, Record, read_label_map
+from mask2former.data.ground_truth import INSTANCES, SEMANTIC, InstancesGroundTruth, SemanticGroundTruth
 from mask2former.evaluation.tasks import TaskEvaluators
 from mask2former.inference.predictor import Predictor
 from mask2former.inference.writers import ResultWriter
@@ -79,7 +81,9 @@ def predict_and_score(split: DatasetSplit, predict: PredictStream, tasks: Sequen
     examples: list[ImageResult] = []
     for index, target, result in _progress(_predicted(split, indices, predict), len(indices), progress):
         record = split.records[index]
-        evaluators.update(record.image_id, target, result, instance_ids=_instance_ids(record, evaluators))
+        evaluators.update(record.image_id, target, result, instance_ids=_instance_ids(record, evaluators),
+                          instance_annotations=_instance_annotations(record, evaluators, target),
+                          semantic_labels=_semantic_labels(record, evaluators, target))
         if writer is not None:
             result.file_name = record.image_path.name
             writer.add(result, Path(record.image_path).stem, image_id=record.image_id)
@@ -123,6 +127,25 @@ def _instance_ids(record: Record, evaluators: TaskEvaluators) -> np.ndarray | No
     """The raw Cityscapes instanceIds map, where instance AP is scored by cityscapesscripts' rules."""
     path = record.extra.get("instance_path")
     return read_label_map(path) if evaluators.needs_instance_ids and path is not None else None
+
+
+def _instance_annotations(record: Record, evaluators: TaskEvaluators, target: Target) -> list[dict] | None:
+    """The image's annotations of the instances JSON its mask AP is scored against, if any."""
+    ground_truth: InstancesGroundTruth | None = record.extra.get(INSTANCES)
+    if ground_truth is None or evaluators.instance is None:
+        return None
+    problem = ground_truth.size_problem(*target.ignore.shape)
+    if problem is not None:
+        raise DatasetError(ground_truth.source, f"image {record.image_path.name}: the file {problem}")
+    return ground_truth.annotations
+
+
+def _semantic_labels(record: Record, evaluators: TaskEvaluators, target: Target) -> np.ndarray | None:
+    """The image's semantic label map its mIoU is scored against, if the split names one."""
+    ground_truth: SemanticGroundTruth | None = record.extra.get(SEMANTIC)
+    if ground_truth is None or evaluators.semantic is None:
+        return None
+    return ground_truth.read(*target.ignore.shape)
 
 
 def _gather_on_main(evaluators: TaskEvaluators, writer: ResultWriter | None) -> None:

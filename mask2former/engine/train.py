@@ -24,13 +24,13 @@ import yaml
 
 from mask2former import distributed as dist
 from mask2former.atomic_files import remove_stale_temp_files
+from mask2former.backbone_weights import load_backbone_weights
 from mask2former.build import build_criterion, build_model
 from mask2former.config import PixelConfig, TrainConfig, to_dict
 from mask2former.data.collate import pad_and_normalize, pad_targets
-from mask2former.data.data_yaml import build_split, load_data_config
+from mask2former.data.data_yaml import build_split, for_model, load_data_config
 from mask2former.data.datasets import DatasetSplit
-from mask2former.data.loader import IterationBatchSampler, LoadFailure, TrainingSet, TrainSample, collate
-from mask2former.data.transforms import build_train_transform
+from mask2former.data.loader import IterationBatchSampler, LoadFailure, TrainSample, build_training_set, collate
 from mask2former.device import resolve_device
 from mask2former.engine.evaluate import evaluate
 from mask2former.engine.optim import build_optimizer, build_scheduler, clip_gradients
@@ -151,7 +151,7 @@ def _train_locked(config: TrainConfig, data: str | os.PathLike, out: Path, dev: 
         removed = remove_stale_temp_files(ckpt_dir) + remove_stale_temp_files(out)
         if removed:
             logger.info("removed %d temporary files an interrupted write left in %s", removed, out)
-    data_config = load_data_config(data)
+    data_config = for_model(load_data_config(data), config.model)  # Cityscapes: the class set the model learns
     train_split = build_split(data_config, "train", skip_bad=skip_bad)
     val_split = build_split(data_config, "val", skip_bad=skip_bad) if "val" in data_config.splits else None
     config = adopt_dataset(config, train_split, data_config.format).validate()
@@ -162,6 +162,8 @@ def _train_locked(config: TrainConfig, data: str | os.PathLike, out: Path, dev: 
     state = load_training_state(last) if resume and last.exists() else None
     changes = check_resume(state["train_config"], to_dict(config), last, allow_change=allow_config_change) \
         if state is not None else []
+    if state is None:  # a resumed run's checkpoint holds every weight; --init may replace the backbone's
+        load_backbone_weights(model.backbone, config.model.backbone)
     if init is not None and state is None:
         _initialise_and_report(model, init)
     trainer = _Trainer(config, model, dev, multi)
@@ -293,7 +295,7 @@ class _Trainer:
                     continue
                 pixels, targets = prepare_batch(samples, cfg.model.pixels, self.device)
                 with self.autocast:
-                    output = self.forward(pixels)
+                    output = self._forward(pixels, it)
                 losses = self.criterion(output, targets, generators=loss_generators(samples, cfg.seed, self.device))
                 loss = sum(losses.values()) / cfg.grad_accum
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -322,6 +324,20 @@ class _Trainer:
         self.scheduler.step()
         return totals, grad_norm
 
+    def _forward(self, pixels: torch.Tensor, it: int) -> Any:
+        """The model on one micro-batch; a batch too small for its norms is the data's problem:
+        a single image padded to one stride leaves one value per group at the coarsest level."""
+        try:
+            return self.forward(pixels)
+        except ValueError as e:
+            if "Expected more than 1 value per channel" not in str(e):
+                raise
+            h, w = pixels.shape[-2:]
+            raise TrainingError(
+                f"iteration {it + 1}: a batch of {pixels.shape[0]} image(s) padded to {h}x{w} px is too small for "
+                f"this model (its coarsest feature map would be 1 value per norm group); use larger images, a crop "
+                f"(input.augmentation lsj or semantic pads to input.crop_size) or a batch size > 1") from None
+
     def _idle_backward(self) -> None:
         """A zero-valued backward through the model for a process whose micro-batch is empty
         (every sample skipped), so that the gradient all-reduce of the others does not hang."""
@@ -340,16 +356,15 @@ def _initialise_and_report(model: torch.nn.Module, init: str | os.PathLike) -> N
 
 def _data_loader(config: TrainConfig, split: DatasetSplit, start_iter: int
                  ) -> tuple[IterationBatchSampler, torch.utils.data.DataLoader]:
-    """Batches indexed by iteration, sharded per rank, so a resumed run sees the same samples."""
-    inp = config.input
-    transform = build_train_transform(inp.augmentation, crop_size=tuple(inp.crop_size), base_size=inp.base_size,
-                                      min_scale=inp.min_scale, max_scale=inp.max_scale,
-                                      cat_max_ratio=inp.cat_max_ratio, color=inp.color_jitter, flip=inp.flip)
-    sampler = IterationBatchSampler(len(split), batch_size=config.batch_size, grad_accum=config.grad_accum,
+    """Batches indexed by iteration, sharded per rank, so a resumed run sees the same samples; the
+    split is fed as its format's official mapper feeds it (images without a usable annotation
+    dropped when ``input.filter_empty``, see ``build_training_set``)."""
+    dataset = build_training_set(split, config.input, seed=config.seed)
+    sampler = IterationBatchSampler(len(dataset), batch_size=config.batch_size, grad_accum=config.grad_accum,
                                     rank=dist.rank(), world=dist.world_size(), seed=config.seed,
                                     start_iter=start_iter, max_iter=config.max_iter)
     loader = torch.utils.data.DataLoader(
-        TrainingSet(split, transform, seed=config.seed), batch_sampler=sampler,
+        dataset, batch_sampler=sampler,
         collate_fn=collate, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
         generator=torch.Generator().manual_seed(config.seed),  # never draws from the global RNG
     )

@@ -150,6 +150,17 @@ class InstanceAPEvaluator:
                 "iscrowd": int(crowd),
             })
 
+    def add_json_ground_truth(self, image_id: int | str, height: int, width: int,
+                              annotations: Sequence[dict[str, Any]]) -> None:
+        """One image's annotations from a COCO instances JSON, as pycocotools reads the file: its
+        ``area`` (which decides the size ranges), ``iscrowd`` and segmentation (polygons are
+        rasterised at ``height x width``); only the annotation ids are renumbered."""
+        if self.lvis_annotations is not None:
+            return
+        self.images.append({"id": image_id, "height": int(height), "width": int(width)})
+        for ann in annotations:
+            self.annotations.append({**ann, "id": len(self.annotations) + 1, "image_id": image_id})
+
     def add_detections(self, image_id: int | str, masks: np.ndarray, category_ids: Sequence[int],
                        scores: Sequence[float], boxes: np.ndarray) -> None:
         """One image's detections: ``masks [N, H, W]`` bool, ``boxes [N, 4]`` XYXY."""

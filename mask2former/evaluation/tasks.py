@@ -1,9 +1,12 @@
 """Scoring predictions against one target structure, for every task a dataset format allows.
 
-Ground truth for every task is derived from the reader's ``Target``: a segment-id map with crowd
-flags for PQ, COCO instances (things only) for mask AP, a label map with 255 = void for mIoU. So
-every dataset format is scored by the same code, under the reference tools' rules, and which
-rules those are depends on the format alone (``metric_rules``).
+Ground truth for every task is derived from the reader's ``Target`` (a segment-id map with crowd
+flags for PQ, COCO instances (things only) for mask AP, a label map with 255 = void for mIoU),
+unless the dataset gives the file the official evaluation reads for a task: the annotations of
+a COCO instances JSON for mask AP (its ``area`` and crowd flags), a semantic label map for mIoU,
+the raw instanceIds for Cityscapes AP. So every dataset format is scored by the same code, under
+the reference tools' rules, and which rules those are depends on the format alone
+(``metric_rules``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mask2former import metadata
 from mask2former.config import CategoryInfo
 from mask2former.errors import DatasetError
 from mask2former.evaluation.cityscapes_instance import CityscapesInstanceEvaluator
@@ -34,10 +38,13 @@ FORMAT_TASKS = {
 
 def tasks_for(data_format: str, categories: Sequence[CategoryInfo]) -> tuple[str, ...]:
     """Tasks the annotations of a format can score: instance and panoptic need thing classes
-    annotated per instance; semantic needs every pixel labelled (not COCO/LVIS instances)."""
+    annotated per instance; semantic needs every pixel labelled (not COCO/LVIS instances, nor
+    Cityscapes' 8-class instance set, which labels things only)."""
     tasks = FORMAT_TASKS.get(data_format, ("semantic",))
     if not any(c.isthing for c in categories):
         tasks = tuple(t for t in tasks if t == "semantic")
+    elif data_format == "cityscapes" and all(c.isthing for c in categories):
+        tasks = ("instance",)
     return tasks
 
 
@@ -47,6 +54,12 @@ def metric_rules(data_format: str) -> str:
         return "PQ: panopticapi; instance AP and mIoU: cityscapesscripts"
     instance = "LVIS AP: lvis" if data_format == "lvis" else "mask AP: pycocotools COCOeval"
     return f"PQ: panopticapi; {instance}; mIoU: detectron2 SemSegEvaluator"
+
+
+def _cityscapes_evaluated_ids() -> list[int]:
+    """The labelIds of the 19 evaluated Cityscapes classes: cityscapesscripts counts every other
+    labelId as void, whichever classes a model predicts (8 for the instance models)."""
+    return [c.id for c in metadata.load_categories("cityscapes")]
 
 
 class TaskEvaluators:
@@ -69,7 +82,7 @@ class TaskEvaluators:
                                            convention="cityscapes" if cityscapes else "detectron2")
                          if "semantic" in self.tasks else None)
         things = [c for c in self.categories if c.isthing]
-        self.cityscapes = (CityscapesInstanceEvaluator([c.id for c in things], self.ids)
+        self.cityscapes = (CityscapesInstanceEvaluator([c.id for c in things], _cityscapes_evaluated_ids())
                            if cityscapes and "instance" in self.tasks else None)
         self.instance = (InstanceAPEvaluator([{"id": c.id, "name": c.name} for c in things],
                                              lvis_annotations=lvis_annotations)
@@ -83,10 +96,15 @@ class TaskEvaluators:
         return self.cityscapes is not None
 
     def update(self, image_id: int | str, target: Target, result: ImageResult, *,
-               instance_ids: np.ndarray | None = None) -> None:
-        """Score one image; ``image_id`` is the dataset's (LVIS matches it against its file)."""
+               instance_ids: np.ndarray | None = None, instance_annotations: Sequence[dict] | None = None,
+               semantic_labels: np.ndarray | None = None) -> None:
+        """Score one image; ``image_id`` is the dataset's (LVIS matches it against its file).
+        ``instance_annotations`` (the image's annotations of a COCO instances JSON) and
+        ``semantic_labels`` (``[H, W]`` classes, 255 = void) replace the ground truth derived
+        from ``target`` for mask AP and mIoU."""
         if self.semantic is not None and result.semantic is not None:
-            self.semantic.update(result.semantic.labels.cpu().numpy(), target.semantic_map(IGNORE_LABEL).numpy())
+            labels = target.semantic_map(IGNORE_LABEL).numpy() if semantic_labels is None else semantic_labels
+            self.semantic.update(result.semantic.labels.cpu().numpy(), labels)
         if self.panoptic is not None and result.panoptic is not None:
             self.panoptic.update(*self._panoptic_inputs(target, result))
         if result.instance is None:
@@ -98,10 +116,14 @@ class TaskEvaluators:
                 raise DatasetError(str(image_id), "Cityscapes instance AP needs the image's *_instanceIds.png map")
             self.cityscapes.update(instance_ids, masks, category_ids, inst.scores.tolist())
         elif self.instance is not None:
-            things = target.is_thing
-            self.instance.add_ground_truth(image_id, target.masks[things].numpy(),
-                                           [self.ids[int(k)] for k in target.labels[things]],
-                                           target.iscrowd[things].tolist())
+            if instance_annotations is not None:
+                height, width = target.ignore.shape
+                self.instance.add_json_ground_truth(image_id, height, width, instance_annotations)
+            else:
+                things = target.is_thing
+                self.instance.add_ground_truth(image_id, target.masks[things].numpy(),
+                                               [self.ids[int(k)] for k in target.labels[things]],
+                                               target.iscrowd[things].tolist())
             self.instance.add_detections(image_id, masks, category_ids, inst.scores.tolist(),
                                          inst.boxes.cpu().numpy())
 

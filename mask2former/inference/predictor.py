@@ -56,6 +56,45 @@ def check_batch_size(batch_size: int) -> int:
     return value
 
 
+# The official TEST.AUG settings of semantic test-time augmentation: (MIN_SIZES, MAX_SIZE) by the
+# zoo setting and its test size. The COCO and Mapillary configs leave them at detectron2's
+# defaults; every ADE20K config writes TTA_FACTORS x its test short side, capped at 1.75 x its
+# test long side (512 / 2048: 256..896 and 3584; 640 / 2560: 320..1120 and 4480), the rule any
+# other model follows here.
+_DETECTRON2_DEFAULT = ((400, 500, 600, 700, 800, 900, 1000, 1100, 1200), 4000)
+_CITYSCAPES = ((512, 768, 1024, 1280, 1536, 1792), 4096)
+OFFICIAL_TTA: dict[tuple[str, int, int], tuple[tuple[int, ...], int]] = {
+    ("coco_panoptic", 800, 1333): _DETECTRON2_DEFAULT, ("coco_instance", 800, 1333): _DETECTRON2_DEFAULT,
+    ("mapillary_semantic", 2048, 2048): _DETECTRON2_DEFAULT, ("mapillary_panoptic", 2048, 2048): _DETECTRON2_DEFAULT,
+    ("cityscapes_semantic", 1024, 2048): _CITYSCAPES, ("cityscapes_panoptic", 1024, 2048): _CITYSCAPES,
+    ("cityscapes_instance", 1024, 2048): _CITYSCAPES,
+}
+TTA_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def tta_views(config: ModelConfig) -> tuple[tuple[int, ...], int]:
+    """``(short sides, long-side cap)`` of a model's semantic test-time views: its zoo setting's
+    official ``TEST.AUG.MIN_SIZES`` / ``MAX_SIZE``, else the ADE20K configs' rule on its test size."""
+    inference = config.inference
+    official = OFFICIAL_TTA.get((config.dataset, inference.min_size, inference.max_size))
+    if official is not None:
+        return official
+    return (tuple(int(f * inference.min_size + 0.5) for f in TTA_FACTORS),
+            int(TTA_FACTORS[-1] * inference.max_size + 0.5))
+
+
+def tta_view_sizes(height: int, width: int, min_sizes: Sequence[int], max_size: int) -> list[tuple[int, int]]:
+    """The ``(h, w)`` of each test-time view of a ``height x width`` test-resized image (the
+    views resize that image, not the original)."""
+    return [shortest_edge_size(height, width, int(s), int(max_size)) for s in min_sizes]
+
+
+def _positive(size: tuple[int, int], name: str) -> tuple[int, int]:
+    if min(size) < 1:
+        raise ImageError(f"{name}: a test-time view would be {size[0]}x{size[1]} px")
+    return size
+
+
 class Predictor:
     """Runs a Mask2Former the way the reference evaluates it.
 
@@ -163,38 +202,48 @@ class Predictor:
         return result
 
     @torch.inference_mode()
-    def semantic_tta(self, image: ImageInput, factors: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+    def semantic_tta(self, image: ImageInput, *, min_sizes: Sequence[int] | None = None, max_size: int | None = None,
                      flip: bool = True) -> ImageResult:
-        """Semantic scores averaged over test sizes (``factors`` x the preset's) and horizontal
-        flips, each at the original size, as the reference's multi-scale + flip evaluation."""
+        """Semantic scores averaged over views, as the reference's multi-scale + flip evaluation
+        (detectron2's ``DatasetMapperTTA`` under Mask2Former's ``SemanticSegmentorWithTTA``): the
+        image is resized to the test size first, as the test loader does; each view resizes that
+        image to a short side of ``min_sizes`` (long side at most ``max_size``; both default to
+        ``tta_views``), and is also taken flipped; every view's scores come back at the original
+        size and all views count equally. No view is dropped: one the model cannot run is an
+        ``ImageError`` naming the image and the view."""
         rgb, name = self._load(image, 0)
+        label = name or "image"
         h, w = rgb.shape[:2]
-        self.test_size(h, w, name or "image")
+        base = resize_image(rgb, self.test_size(h, w, label))
+        default_sizes, default_max = tta_views(self.config)
+        sizes = tta_view_sizes(base.shape[0], base.shape[1], min_sizes or default_sizes, max_size or default_max)
         total: torch.Tensor | None = None
         count = 0
-        for factor in factors:
-            size = shortest_edge_size(h, w, round(self.inference.min_size * factor),
-                                      round(self.inference.max_size * factor))
-            if min(size) < 2 * self.pixels.size_divisibility and factor != 1.0:
-                continue  # a 1x1 coarsest map cannot be normalised; such views carry no information
-            resized = resize_image(rgb, size)
+        for size in sizes:
+            view = resize_image(base, _positive(size, label))
             for flipped in (False, True) if flip else (False,):
-                view = np.ascontiguousarray(resized[:, ::-1]) if flipped else resized
-                view_tensor = torch.from_numpy(np.require(view, requirements=["C", "W"])).permute(2, 0, 1)
-                batch = self._pixel_values([view_tensor])
-                padded = (batch.shape[-2], batch.shape[-1])
-                out = self.model(batch)
-                semantic = self.postprocess(out.class_logits[0], out.mask_logits[0], padded, size, (h, w),
-                                            ("semantic",)).semantic
-                assert semantic is not None  # asked for
-                scores = semantic.scores
-                scores = scores.flip(-1) if flipped else scores
-                total = scores if total is None else total + scores
+                scores = self._view_scores(view, flipped, (h, w), label)
+                total = scores if total is None else total + scores  # the reference's order of summation
                 count += 1
-        if total is None:
-            raise ImageError(f"{name or 'image'}: a {h}x{w} image is too small for every test-time scale "
-                             f"{tuple(factors)} (the short side must reach {2 * self.pixels.size_divisibility} px)")
+        assert total is not None  # at least one size
         return ImageResult(height=h, width=w, semantic=pp.semantic_result(total / count), file_name=name)
+
+    def _view_scores(self, view: np.ndarray, flipped: bool, original_size: tuple[int, int], label: str
+                     ) -> torch.Tensor:
+        """``[K, H, W]`` semantic scores of one test-time view (``flipped``: of its mirror image,
+        flipped back), at the original size."""
+        pixels = np.ascontiguousarray(view[:, ::-1]) if flipped else view
+        tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(2, 0, 1)
+        batch = self._pixel_values([tensor])
+        try:
+            out = self.model(batch)
+        except ValueError as e:  # e.g. a norm layer over a single value at the coarsest level
+            raise ImageError(f"{label}: the {view.shape[0]}x{view.shape[1]} test-time view is too small for this "
+                             f"model ({e})") from None
+        semantic = self.postprocess(out.class_logits[0], out.mask_logits[0], (batch.shape[-2], batch.shape[-1]),
+                                    (view.shape[0], view.shape[1]), original_size, ("semantic",)).semantic
+        assert semantic is not None  # asked for
+        return semantic.scores.flip(-1) if flipped else semantic.scores
 
     def __call__(self, images: ImageInput | Sequence[ImageInput], task: str | Sequence[str] = "panoptic"
                  ) -> ImageResult | list[ImageResult]:

@@ -173,6 +173,37 @@ def test_print_config_shows_a_valid_override(capsys):
     assert "max_iter: 7" in out and "keep_checkpoints: 0" in out
 
 
+def test_scale_to_batch_scales_the_preset_and_says_what_it_did(capsys):
+    """detectron2's reference-world-size rule from the preset's batch 16 to --batch-size 2: lr x1/8,
+    iterations, warm-up and periods x8; COCO's decay steps are fractions of max_iter, so they follow."""
+    import yaml
+
+    assert main(["train", "--preset", "r50_coco_panoptic", "--batch-size", "2", "--scale-to-batch",
+                 "--print-config"]) == 0
+    captured = capsys.readouterr()
+    config = yaml.safe_load(captured.out)
+    assert config["batch_size"] == 2 and config["max_iter"] == 368750 * 8
+    assert config["solver"]["base_lr"] == pytest.approx(1e-4 / 8) and config["solver"]["warmup_iters"] == 80
+    assert config["checkpoint_period"] == 40000
+    assert "--scale-to-batch: batch 16 -> 2: learning rate x0.125, iterations x8" in captured.err
+    assert "max_iter: 368750 -> 2950000" in captured.err
+
+
+def test_scale_to_batch_keeps_what_iters_and_set_give(capsys):
+    assert main(["train", "--preset", "r50_coco_panoptic", "--batch-size", "4", "--scale-to-batch", "--iters", "100",
+                 "--set", "solver.base_lr=0.0003", "--print-config"]) == 0
+    captured = capsys.readouterr()
+    assert "max_iter: 100\n" in captured.out and "base_lr: 0.0003\n" in captured.out
+    assert "warmup_iters: 40\n" in captured.out  # the rest still scaled
+    assert "kept as given: max_iter, solver.base_lr" in captured.err
+
+
+def test_scale_to_batch_without_batch_size_is_an_error(capsys):
+    line = _one_error_line(capsys, ["train", "--preset", "r50_coco_panoptic", "--scale-to-batch", "--print-config"])
+    assert line == ("error: --scale-to-batch scales the recipe from the preset's batch (16) to --batch-size: give "
+                    "--batch-size too")
+
+
 def test_max_image_pixels_option_refuses_larger_images(tmp_path, tiny_model, capsys, monkeypatch):
     """--max-image-pixels reaches the readers (through the environment, so DataLoader workers see it too)."""
     import numpy as np

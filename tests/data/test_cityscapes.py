@@ -111,3 +111,62 @@ def test_label_values_outside_a_byte_are_void_not_wrapped(tmp_path):
     target = read_cityscapes(images, masks).load(0)[1]
     assert target.ignore[0].all() and target.ignore[1].all()
     assert target.labels.tolist() == [ROAD, SKY, PERSON, CAR, CAR, CAR]
+
+
+# the 8 classes of the official instance models (cityscapes_fine_instance_seg): the evaluated
+# labels with hasInstances, in labelId order (cityscapesscripts/helpers/labels.py)
+INSTANCE_TABLE = [(24, "person"), (25, "rider"), (26, "car"), (27, "truck"), (28, "bus"), (31, "train"),
+                  (32, "motorcycle"), (33, "bicycle")]
+
+
+def test_instance_class_set_is_the_8_thing_classes(tmp_path):
+    images, masks = write(tmp_path, {"aachen_000000_000019": scene()})
+    (masks / "aachen" / "aachen_000000_000019_gtFine_labelIds.png").unlink()  # not read by this set
+    split = read_cityscapes(images, masks, classes="instance")
+    assert [(c.id, c.name, c.isthing) for c in split.categories] == [(i, n, True) for i, n in INSTANCE_TABLE]
+    label, inst = scene()
+    target = split.load(0)[1]
+    assert target.labels.tolist() == [0, 2, 2, 2]  # person; car group, car 0, car 1
+    assert target.iscrowd.tolist() == [False, True, False, False]
+    for got, want in zip(target.masks.numpy(), [inst == 24000, inst == 26, inst == 26000, inst == 26001]):
+        assert np.array_equal(got, want)
+    assert not target.ignore.any()  # road, sky, caravan: background of an instance set, not void
+
+
+def test_semantic_class_set_is_one_mask_per_class_groups_included(tmp_path):
+    images, masks = write(tmp_path, {"aachen_000000_000019": scene()})
+    (masks / "aachen" / "aachen_000000_000019_gtFine_instanceIds.png").unlink()  # not read by this set
+    split = read_cityscapes(images, masks, classes="semantic")
+    assert [c.id for c in split.categories] == [i for i, _, _ in TRAIN_ID_TABLE]
+    assert not any(c.isthing for c in split.categories)  # nothing is annotated per instance
+    label, _ = scene()
+    target = split.load(0)[1]
+    assert target.labels.tolist() == [ROAD, SKY, PERSON, CAR]
+    assert not target.iscrowd.any()
+    for got, want in zip(target.masks.numpy(), [label == 7, label == 23, label == 24, label == 26]):
+        assert np.array_equal(got, want)  # the car mask holds both cars and the group
+    assert np.array_equal(target.ignore.numpy(), np.isin(label, [29, 1, 9]))
+
+
+def test_data_yaml_and_the_model_choose_the_class_set(tmp_path):
+    from mask2former import get_preset
+    from mask2former.data.data_yaml import for_model, load_data_config
+    from mask2former.evaluation.tasks import tasks_for
+
+    write(tmp_path, {"aachen_000000_000019": scene()}, "val")
+    data = tmp_path / "DATA.yaml"
+    data.write_text("format: cityscapes\nval: {images: leftImg8bit/val, masks: gtFine/val}\n")
+    config = load_data_config(data)
+    assert config.cityscapes_classes is None and len(build_split(config, "val").categories) == 19
+    chosen = {name: for_model(config, get_preset(name)).cityscapes_classes
+              for name in ("r50_cityscapes_instance", "r50_cityscapes_semantic", "r50_cityscapes_panoptic")}
+    assert chosen == {"r50_cityscapes_instance": "instance", "r50_cityscapes_semantic": "semantic",
+                      "r50_cityscapes_panoptic": "panoptic"}
+    instance = build_split(for_model(config, get_preset("r50_cityscapes_instance")), "val")
+    assert len(instance.categories) == 8 and tasks_for("cityscapes", instance.categories) == ("instance",)
+    semantic = build_split(for_model(config, get_preset("r50_cityscapes_semantic")), "val")
+    assert tasks_for("cityscapes", semantic.categories) == ("semantic",)
+    data.write_text("format: cityscapes\nclasses: instance\nval: {images: leftImg8bit/val, masks: gtFine/val}\n")
+    config = load_data_config(data)
+    assert for_model(config, get_preset("r50_cityscapes_panoptic")).cityscapes_classes == "instance"  # as written
+    assert len(build_split(config, "val").categories) == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import time
 from pathlib import Path
@@ -55,8 +56,18 @@ def test_paths_are_relative_to_the_yaml_file(tmp_path):
     ("format: coco_instances\ntrain: {images: a, annotations: b, masks: c}\n",
      "train: unknown key 'masks' \\(format 'coco_instances' uses only: images, annotations\\)"),
     ("format: semantic\ntrain: {images: a, masks: b}\n", "format 'semantic' needs 'classes' or 'num_classes'"),
-    ("format: coco_panoptic\nreduce_zero_label: true\n", "'reduce_zero_label' is not used by format "
-                                                         "'coco_panoptic' \\(only by: semantic\\)"),
+    ("format: coco_instances\nreduce_zero_label: true\n", "'reduce_zero_label' is not used by format "
+                                                          "'coco_instances' \\(only by: coco_panoptic, semantic\\)"),
+    ("format: coco_panoptic\nignore_label: 0\ntrain: {images: a, annotations: b, masks: c}\n",
+     "'ignore_label' describes the 'semantic' label PNGs of a split, and no split names any"),
+    ("format: coco_panoptic\nval: {images: a, annotations: b, masks: c, instance: d}\n",
+     "val: unknown key 'instance'; did you mean 'instances'"),
+    ("format: semantic\nnum_classes: 3\nval: {images: a, masks: c, instances: d}\n",
+     "val: unknown key 'instances' \\(format 'semantic' uses only: images, masks\\)"),
+    ("format: cityscapes\nclasses: instances\nval: {images: a, masks: c}\n",
+     "classes: format 'cityscapes' takes instance \\(the 8 thing classes\\) or semantic / panoptic \\(the 19\\), "
+     "got 'instances'; did you mean 'instance'"),
+    ("format: cityscapes\nclasses: [car]\nval: {images: a, masks: c}\n", "classes: format 'cityscapes' takes"),
     ("format: semantic\nnum_classes: 3\n", "no splits"),
     ("format: semantic\nnum_classes: 0\ntrain: {images: a, masks: b}\n", "num_classes: expected a positive integer"),
     ("format: folder\nclasses: [a]\nmask_values: {0: x}\ntrain: {images: a, masks: b}\n",
@@ -244,3 +255,125 @@ def test_mask_values_from_json_keep_their_string_keys():
         with pytest.raises(DatasetError, match="mask_values: keys and values must be integers"):
             data_config_from_dict({"format": "folder", "classes": ["a"], "mask_values": bad,
                                    "train": {"images": "i", "masks": "m"}})
+
+
+# --------------------------------------------------------------------------- ground truth beside the panoptic PNGs
+
+GT_H, GT_W = 64, 80
+THING, GROUND, OTHER = 0, 1, 2  # contiguous classes of category ids 1, 5, 7
+RECT_A, RECT_C, CROWD, RECT_B = (8, 48, 8, 48), (10, 30, 55, 75), (50, 62, 0, 40), (20, 40, 20, 60)  # y0, y1, x0, x1
+
+
+def _box(rect) -> np.ndarray:
+    mask = np.zeros((GT_H, GT_W), bool)
+    mask[rect[0]:rect[1], rect[2]:rect[3]] = True
+    return mask
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode()}
+
+
+def write_panoptic_with_ground_truth(root: Path) -> Path:
+    """A COCO panoptic split of two images with an instances JSON and semantic label PNGs that
+    disagree with the panoptic PNGs as the official files do: thing A's JSON ``area`` (10000) puts
+    it among large objects though it covers 1600 px; the JSON has a crowd region the panoptic
+    annotation calls ground; the label PNGs (ADE-style, 0 = void, class + 1) void the top rows
+    and call the crowd region a thing. The JSON's image ids differ from the panoptic ones."""
+    from mask2former.formats import id_to_rgb
+
+    for folder in ("images/val", "panoptic/val", "semantic/val"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    pan_images, pan_anns = [], []
+    for image_id, name, things in ((1, "a.png", [(RECT_A, 1), (RECT_C, 7)]), (2, "b.png", [(RECT_B, 1)])):
+        Image.fromarray(np.random.default_rng(image_id).integers(0, 255, (GT_H, GT_W, 3), np.uint8)).save(
+            root / "images/val" / name)
+        ids = np.full((GT_H, GT_W), 1, np.int64)
+        segments = [{"id": 1, "category_id": 5, "iscrowd": 0}]
+        for k, (rect, category) in enumerate(things):
+            ids[_box(rect)] = k + 2
+            segments.append({"id": k + 2, "category_id": category, "iscrowd": 0})
+        ids[-1] = 0  # void
+        Image.fromarray(id_to_rgb(ids)).save(root / "panoptic/val" / name)
+        labels = np.select([ids == 0, ids == 1] + [ids == k + 2 for k in range(len(things))],
+                           [0, GROUND + 1] + [(THING if c == 1 else OTHER) + 1 for _, c in things])
+        labels[:6] = 0
+        if name == "a.png":
+            labels[_box(CROWD)] = THING + 1
+        Image.fromarray(labels.astype(np.uint8)).save(root / "semantic/val" / name)
+        pan_images.append({"id": image_id, "file_name": name, "height": GT_H, "width": GT_W})
+        pan_anns.append({"image_id": image_id, "file_name": name, "segments_info": segments})
+    categories = [{"id": 1, "name": "thing", "isthing": 1}, {"id": 5, "name": "ground", "isthing": 0},
+                  {"id": 7, "name": "other", "isthing": 1}]
+    (root / "panoptic_val.json").write_text(json.dumps({"images": pan_images, "annotations": pan_anns,
+                                                        "categories": categories}))
+    y0, y1, x0, x1 = RECT_A
+    instances = [
+        {"image_id": "ia", "category_id": 1, "iscrowd": 0, "area": 10000.0,
+         "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]], "bbox": [x0, y0, x1 - x0, y1 - y0]},
+        {"image_id": "ia", "category_id": 7, "iscrowd": 0, "area": 400.0, "segmentation": _rle(_box(RECT_C))},
+        {"image_id": "ia", "category_id": 1, "iscrowd": 1, "area": 480.0, "segmentation": _rle(_box(CROWD))},
+        {"image_id": "ib", "category_id": 1, "iscrowd": 0, "area": 800.0, "segmentation": _rle(_box(RECT_B))},
+    ]
+    (root / "instances_val.json").write_text(json.dumps({
+        "images": [{"id": "ib", "file_name": "b.png", "height": GT_H, "width": GT_W},
+                   {"id": "ia", "file_name": "a.png", "height": GT_H, "width": GT_W}],
+        "annotations": [{"id": 100 + k, **a} for k, a in enumerate(instances)],
+        "categories": [{"id": 1, "name": "thing"}, {"id": 7, "name": "other"}]}))
+    data = root / "DATA.yaml"
+    data.write_text("format: coco_panoptic\nreduce_zero_label: true\n"
+                    "val: {images: images/val, annotations: panoptic_val.json, masks: panoptic/val,\n"
+                    "      instances: instances_val.json, semantic: semantic/val}\n")
+    return data
+
+
+def test_instances_json_and_semantic_pngs_are_matched_to_the_images(tmp_path):
+    from mask2former.data.ground_truth import INSTANCES, SEMANTIC
+
+    split = build_split(write_panoptic_with_ground_truth(tmp_path), "val")
+    a, b = split.records
+    assert [ann["area"] for ann in a.extra[INSTANCES].annotations] == [10000.0, 400.0, 480.0]  # verbatim
+    assert [ann["id"] for ann in b.extra[INSTANCES].annotations] == [103]
+    labels = a.extra[SEMANTIC].read(GT_H, GT_W)  # 0 -> void (255), v -> v - 1
+    assert (labels[:6] == 255).all() and (labels[-1] == 255).all()
+    assert (labels[_box(CROWD)] == THING).all() and (labels[_box(RECT_C)] == OTHER).all()
+    assert labels[30, 70] == GROUND
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["images"].pop(0), r"instances_val\.json: has no image b\.\* \(nor an image id 2 without a "
+                                   r"file_name\)"),
+    (lambda d: d["categories"].append({"id": 5, "name": "ground"}),
+     r"categories\[2\]: id 5 is not a thing class of the split's annotations \(thing ids: \[1, 7\]\)"),
+    (lambda d: d["annotations"][3].pop("area"), r"annotations\[3\] \(image id 'ib'\): missing 'area'"),
+    (lambda d: d["annotations"][0].update(category_id=2), r"annotations\[0\] \(image id 'ia'\): category_id 2"),
+    (lambda d: d["annotations"][0].update(segmentation=[[1, 2, float("nan"), 4, 5, 6]]),
+     r"annotations\[0\] .*NaN"),
+    (lambda d: d["images"].append({"id": "x", "file_name": "sub/a.jpg"}), r"several images are named a\.\*"),
+])
+def test_a_broken_instances_json_is_named_with_its_problem(tmp_path, edit, message):
+    data = write_panoptic_with_ground_truth(tmp_path)
+    _edit_json(tmp_path / "instances_val.json", edit)
+    with pytest.raises(DatasetError, match=message):
+        build_split(data, "val")
+
+
+def test_a_missing_or_wrong_semantic_png_is_named(tmp_path):
+    data = write_panoptic_with_ground_truth(tmp_path)
+    Image.fromarray(np.full((GT_H, GT_W), 4, np.uint8)).save(tmp_path / "semantic/val/a.png")
+    split = build_split(data, "val")
+    with pytest.raises(DatasetError, match=r"semantic/val/a\.png: mask holds values \[4\] that are not class "
+                                           r"indices \(1\.\.3 for the 3 classes, 255 and 0 = ignore\)"):
+        split.records[0].extra["semantic"].read(GT_H, GT_W)
+    (tmp_path / "semantic/val/b.png").unlink()
+    with pytest.raises(DatasetError, match=r"b\.png: semantic label PNG .*semantic/val/b\.png not found"):
+        build_split(data, "val")

@@ -106,3 +106,52 @@ def test_eval_cli_on_cityscapes_reports_the_rules(data, tmp_path):
     assert "instance.APs" not in metrics  # COCO's size breakdown does not exist under Cityscapes' rules
     assert "instance AP and mIoU: cityscapesscripts" in (tmp_path / "out" / "report.md").read_text()
     assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
+
+
+def _instance_config():
+    """The r50_cityscapes_instance setting (8 classes, instance only, dataset name and metadata)
+    on tiny's architecture."""
+    preset = get_preset("r50_cityscapes_instance")
+    config = get_preset("tiny")
+    config.categories, config.num_classes, config.dataset = preset.categories, preset.num_classes, preset.dataset
+    config.inference.semantic_on, config.inference.panoptic_on = False, False
+    return config
+
+
+def test_an_8_class_instance_model_is_scored_against_the_8_class_ground_truth(data, tmp_path):
+    """The official Cityscapes instance models predict the 8 thing classes; ``eval`` serves them
+    the 8-class set without being told, under cityscapesscripts' rules."""
+    checkpoint = save_model(build_model(_instance_config()), tmp_path / "model.pt")
+    metrics = evaluate_checkpoint(checkpoint, data, tmp_path / "out")
+    assert set(metrics) == {"instance.AP", "instance.AP50"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| classes | Cityscapes instance set |" in report and "| tasks | instance |" in report
+    assert "instance AP and mIoU: cityscapesscripts" in report
+
+
+def test_an_8_class_model_gets_the_ap_of_a_19_class_model_for_the_same_detections(data, tmp_path):
+    """cityscapesscripts' void is every labelId outside the 19 evaluated classes, whichever classes
+    a model predicts: a car detected on the road is a false positive for both."""
+    from mask2former.data.data_yaml import load_data_config
+
+    label, inst = _scene()
+    on_road = np.zeros((H, W), bool)
+    on_road[24:28, 48:58] = True  # road, labelId 7
+    masks = [inst == 26000, inst == 26001, on_road, inst == 24000]
+    scores = [0.8, 0.7, 0.9, 0.6]
+    sets = {}
+    text = data.read_text()
+    for classes, car, person in (("panoptic", CAR, PERSON), ("instance", 2, 0)):
+        data.write_text(text.replace("format: cityscapes\n", f"format: cityscapes\nclasses: {classes}\n"))
+        split = build_split(load_data_config(data), "val")
+        _, target = split.load(0)
+        evaluators = TaskEvaluators(split.categories, ("instance",), "cityscapes")
+        labels = [car, car, car, person]
+        result = ImageResult(H, W, instance=InstanceResult(torch.from_numpy(np.stack(masks)), torch.tensor(scores),
+                                                           torch.tensor(labels), torch.zeros(4, 4)))
+        evaluators.update(0, target, result, instance_ids=inst)
+        sets[classes] = evaluators.compute_with_per_class()
+    assert len(split.categories) == 8
+    assert sets["instance"] == sets["panoptic"]
+    # car: FP (.9), TP (.8), TP (.7): precision 0, 1/2, 2/3 at recall 0, 1/2, 1 -> 5/12 (see above)
+    assert sets["instance"][1]["instance.AP"]["car"] == pytest.approx(100 * 5 / 12)

@@ -167,3 +167,71 @@ def test_class_count_overrides_are_refused_naming_where_classes_come_from(tmp_pa
     assert _train(data, tmp_path / "run", "--iters", "1", "--set", "model.num_classes=3") == 1
     err = capsys.readouterr().err
     assert "--set model.num_classes: the classes come from the dataset" in err
+
+
+def test_the_training_split_drops_instance_images_without_a_non_crowd_annotation(tmp_path, data, caplog):
+    """``input.filter_empty`` (default on) is detectron2's FILTER_EMPTY_ANNOTATIONS for instance
+    data: an image whose annotations are all crowds, or that has none, is not trained on."""
+    import json
+    import logging
+
+    from mask2former.config import InputConfig, TrainConfig
+    from mask2former.data.coco import read_coco_instances
+    from mask2former.engine.train import _data_loader
+
+    root = data.parent
+    instances = json.loads((root / "annotations" / "instances_train.json").read_text())
+    first, second = instances["images"][0]["id"], instances["images"][1]["id"]
+    for ann in instances["annotations"]:
+        ann["iscrowd"] = 1 if ann["image_id"] == first else ann["iscrowd"]
+    instances["annotations"] = [a for a in instances["annotations"] if a["image_id"] != second]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(instances))
+    split = read_coco_instances(path, root / "images" / "train", name="train")
+    with caplog.at_level(logging.INFO, logger="mask2former"):
+        sampler, loader = _data_loader(TrainConfig(num_workers=0), split, 0)
+    assert len(loader.dataset) == sampler.size == len(split) - 2 == 6
+    assert "train: dropped 2 of 8 images with no non-crowd annotation" in caplog.text
+    assert {r.image_id for r in loader.dataset.split.records} == {r.image_id for r in split.records} - {first, second}
+    _, kept = _data_loader(TrainConfig(num_workers=0, input=InputConfig(filter_empty=False)), split, 0)
+    assert len(kept.dataset) == 8
+
+
+def test_cityscapes_training_learns_the_class_set_of_the_model(tmp_path):
+    """As the official datasets: an 8-class model trains on the 8 Cityscapes thing classes, a
+    semantic-only model on the 19 with one mask per class (groups included), when DATA.yaml does
+    not name the set."""
+    from dataclasses import replace
+
+    from mask2former.engine.train import train
+    from mask2former.presets import training_recipe
+    from tests.data.test_cityscapes import scene, write
+
+    write(tmp_path, {"aachen_000000_000019": scene(), "bremen_000001_000019": scene()}, "train")
+    data = tmp_path / "DATA.yaml"
+    data.write_text("format: cityscapes\ntrain: {images: leftImg8bit/train, masks: gtFine/train}\n")
+    recipe = training_recipe("tiny")
+    recipe = replace(recipe, max_iter=1, batch_size=1, num_workers=0)
+    eight = replace(recipe, model=replace(recipe.model, num_classes=8))
+    model = load_model(train(eight, data, tmp_path / "instance", progress=False))
+    assert [c.name for c in model.config.categories] == ["person", "rider", "car", "truck", "bus", "train",
+                                                         "motorcycle", "bicycle"]
+    inference = replace(recipe.model.inference, semantic_on=True, instance_on=False, panoptic_on=False)
+    semantic = replace(recipe, model=replace(recipe.model, inference=inference))
+    model = load_model(train(semantic, data, tmp_path / "semantic", progress=False))
+    assert len(model.config.categories) == 19 and not any(c.isthing for c in model.config.categories)
+
+
+def test_images_too_small_for_the_model_get_our_error(tmp_path, capsys):
+    """A 20x30 image trained uncropped, one per batch, leaves one value per norm group at the
+    coarsest level: our error with the way out, not torch's ValueError."""
+    from tests.data.test_cityscapes import scene, write
+
+    write(tmp_path, {"aachen_000000_000019": scene()}, "train")
+    data = tmp_path / "DATA.yaml"
+    data.write_text("format: cityscapes\ntrain: {images: leftImg8bit/train, masks: gtFine/train}\n")
+    code = main(["-q", "train", "--data", str(data), "--preset", "tiny", "--iters", "1", "--batch-size", "1",
+                 "--output", str(tmp_path / "out"), "--set", "num_workers=0", "input.augmentation=none"])
+    err = capsys.readouterr().err
+    assert code != 0 and "internal error" not in err
+    assert "a batch of 1 image(s) padded to 32x32 px is too small for this model" in err

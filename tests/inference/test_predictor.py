@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mask2former import Predictor
+from mask2former import Predictor, get_preset
 from mask2former.data.image import ImageError
 from mask2former.data.transforms import shortest_edge_size
 from mask2former.errors import ConfigError
+from mask2former.inference.predictor import tta_views
 from tests.conftest import random_image
 
 
@@ -83,16 +84,91 @@ def test_bad_inputs(tiny_model, tmp_path):
         predictor(random_image(32, 32), task="depth")
 
 
-def test_semantic_tta_averages_views(tiny_model):
+def _d2_output_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
+    """detectron2's ResizeShortestEdge.get_output_shape, transcribed."""
+    size = short * 1.0
+    scale = size / min(h, w)
+    newh, neww = (size, scale * w) if h < w else (scale * h, size)
+    if max(newh, neww) > max_size:
+        scale = max_size * 1.0 / max(newh, neww)
+        newh, neww = newh * scale, neww * scale
+    return int(newh + 0.5), int(neww + 0.5)
+
+
+def _semantic_scores(model, view: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """The official MaskFormer.forward on one view, for a model that evaluates instances too:
+    normalise, zero-pad to 32, mask logits -> padded size -> crop -> original size, then the
+    semantic inference."""
+    x = torch.from_numpy(np.array(view)).permute(2, 0, 1).float()
+    x = (x - torch.tensor(model.config.pixels.mean)[:, None, None]) / torch.tensor(model.config.pixels.std)[:, None,
+                                                                                                             None]
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (0, -w % 32, 0, -h % 32))
+    out = model(padded[None])
+    masks = F.interpolate(out.mask_logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+    masks = F.interpolate(masks[:, :, :h, :w], size=size, mode="bilinear", align_corners=False)[0]
+    return torch.einsum("qc,qhw->chw", out.class_logits[0].softmax(-1)[:, :-1], masks.sigmoid())
+
+
+def test_semantic_tta_is_the_official_rule(tiny_model):
+    """Mask2Former's SemanticSegmentorWithTTA over detectron2's DatasetMapperTTA: views resized
+    from the test-resized image (the test loader's), each size by ResizeShortestEdge(min_size,
+    MAX_SIZE), each also flipped; every view's scores at the original size, flipped back, and the
+    plain mean; no view left out."""
+    predictor = Predictor(tiny_model)  # test size: short side 64, long side <= 128
+    image = random_image(70, 150)
+    min_sizes, max_size = (32, 48, 64, 96, 120), 224
+    test_size = _d2_output_shape(70, 150, 64, 128)
+    base = np.asarray(Image.fromarray(image).resize(test_size[::-1], Image.Resampling.BILINEAR))
+    expected_sizes = [_d2_output_shape(*test_size, s, max_size) for s in min_sizes]
+    assert expected_sizes[-1][1] == max_size  # the 120 view is capped by the long side
+    seen = []
+    original = predictor.postprocess
+    predictor.postprocess = lambda *args, **kwargs: seen.append(args[3]) or original(*args, **kwargs)
+    got = predictor.semantic_tta(image, min_sizes=min_sizes, max_size=max_size).semantic
+    assert seen == [size for size in expected_sizes for _ in range(2)]  # each view and its flip
+    total = torch.zeros(4, 70, 150)
+    with torch.no_grad():
+        for size in expected_sizes:
+            view = np.asarray(Image.fromarray(base).resize(size[::-1], Image.Resampling.BILINEAR))
+            total += _semantic_scores(tiny_model, view, (70, 150))
+            total += _semantic_scores(tiny_model, np.ascontiguousarray(view[:, ::-1]), (70, 150)).flip(-1)
+    torch.testing.assert_close(got.scores, total / (2 * len(expected_sizes)), rtol=1e-4, atol=1e-5)
+    assert torch.equal(got.labels, got.scores.argmax(0))
+
+
+def test_semantic_tta_view_at_the_test_size_is_the_plain_prediction(tiny_model):
     predictor = Predictor(tiny_model)
     image = random_image(70, 90)
-    one = predictor.semantic_tta(image, factors=(1.0,), flip=False).semantic.scores
+    one = predictor.semantic_tta(image, min_sizes=(64,), flip=False).semantic.scores
     torch.testing.assert_close(one, predictor(image, task="semantic").semantic.scores)
     flipped = predictor(np.ascontiguousarray(image[:, ::-1]), task="semantic").semantic.scores.flip(-1)
-    both = predictor.semantic_tta(image, factors=(1.0,), flip=True).semantic.scores
+    both = predictor.semantic_tta(image, min_sizes=(64,)).semantic.scores
     torch.testing.assert_close(both, (one + flipped) / 2)
-    multi = predictor.semantic_tta(image)  # six scales x flip, each back at the original size
+    multi = predictor.semantic_tta(image)  # tiny's default views, each back at the original size
     assert multi.semantic.scores.shape == one.shape and multi.semantic.labels.shape == (70, 90)
+
+
+@pytest.mark.parametrize("preset, min_sizes, max_size", [
+    # TEST.AUG of the official configs (configs/*/Base-*.yaml, the res640 Swin configs) and, where
+    # a config leaves it alone (COCO, Mapillary), detectron2's defaults (config/defaults.py)
+    ("r50_ade20k_semantic", (256, 384, 512, 640, 768, 896), 3584),
+    ("swin_l_in21k_ade20k_semantic", (320, 480, 640, 800, 960, 1120), 4480),
+    ("r50_ade20k_panoptic", (320, 480, 640, 800, 960, 1120), 4480),
+    ("swin_l_in21k_ade20k_instance", (320, 480, 640, 800, 960, 1120), 4480),
+    ("r50_cityscapes_semantic", (512, 768, 1024, 1280, 1536, 1792), 4096),
+    ("swin_b_in21k_cityscapes_panoptic", (512, 768, 1024, 1280, 1536, 1792), 4096),
+    ("r50_coco_panoptic", (400, 500, 600, 700, 800, 900, 1000, 1100, 1200), 4000),
+    ("r50_mapillary_semantic", (400, 500, 600, 700, 800, 900, 1000, 1100, 1200), 4000),
+])
+def test_tta_views_are_the_official_configs(preset, min_sizes, max_size):
+    assert tta_views(get_preset(preset)) == (min_sizes, max_size)
+
+
+def test_tta_views_of_a_zoo_setting_at_another_test_size_follow_the_test_size():
+    config = get_preset("r50_coco_panoptic")
+    config.inference.min_size, config.inference.max_size = 512, 1024
+    assert tta_views(config) == ((256, 384, 512, 640, 768, 896), 1792)
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 1.5, "2"])
@@ -123,10 +199,11 @@ def test_image_too_thin_for_the_test_size_names_file_and_sizes(tiny_model, tmp_p
     assert predictor(random_image(12, 3000), task="semantic").semantic.labels.shape == (12, 3000)
 
 
-def test_semantic_tta_with_no_usable_scale_is_an_image_error(tiny_model):
+def test_a_view_the_model_cannot_run_is_an_image_error_not_dropped(tiny_model):
     predictor = Predictor(tiny_model)
-    with pytest.raises(ImageError, match="too small for every test-time scale"):
-        predictor.semantic_tta(random_image(40, 40), factors=(0.25,))
+    # a 16 x 16 view pads to 32 x 32: one coarsest pixel, which tiny's one-channel norm groups cannot normalise
+    with pytest.raises(ImageError, match=r"image: the 16x16 test-time view is too small for this model"):
+        predictor.semantic_tta(random_image(40, 40), min_sizes=(64, 16))
 
 
 def test_indexed_iteration_reports_bad_images_and_goes_on(tiny_model, tmp_path):
