@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from mask2former import CheckpointError, load_model
+from mask2former.benchmark import cpu_name
 from mask2former.data.synthetic import write_synthetic
 
 
@@ -104,23 +105,13 @@ def run(kills: int, iters: int, seed: int) -> int:
     equal = all(torch.equal(final[k], reference[k]) for k in reference)
 
     print(f"kill -9 campaign: tiny preset, {iters} iterations x batch 2, a checkpoint every 2 iterations "
-          f"(uninterrupted run {reference_seconds:.0f} s), seed {seed}, CPU: {_cpu()}")
+          f"(uninterrupted run {reference_seconds:.0f} s), seed {seed}, CPU: {cpu_name()}")
     for key, value in stats.items():
         print(f"  {key:45s} {value}")
     print(f"  {'final weights bit-identical to the uninterrupted run':45s} {equal} (largest difference {worst:.3g})")
     for failure in failures:
         print(f"  FAILURE: {failure}")
     return 0 if equal and not failures and stats["corrupt"] == 0 else 1
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -89,6 +90,19 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> int:
     return removed
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / infinite float as None: JSON has no NaN, and a score that does not
+    exist (a class absent from a volume, COCO's "no such objects") is null to every JSON reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """JSON written atomically: a reader (or a run that dies half-way) sees the old file or the new."""
-    return atomic_write(path, lambda f: f.write(json.dumps(data).encode("utf-8")))
+    """JSON written atomically (a reader, or a run that dies half-way, sees the old file or the new),
+    non-finite numbers as null (``json_safe``)."""
+    return atomic_write(path, lambda f: f.write(json.dumps(json_safe(data), allow_nan=False).encode("utf-8")))

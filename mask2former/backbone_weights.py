@@ -341,9 +341,46 @@ def locate_backbone_weights(backbone: BackboneConfig) -> Path | None:
 # ----------------------------------------------------------------------------- loading
 
 
+def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """An RGB stem's ``[out, 3, k, k]`` convolution weight for ``in_channels`` inputs, by timm's
+    rule (``adapt_input_conv``): 1 channel takes the sum of the R, G and B filters (a gray image
+    then gives the RGB response to that gray); N channels take the filters R, G, B, R, ...
+    cyclically, scaled by 3/N so that the response to equal inputs keeps its size. Computed in
+    float32 (or wider), returned in ``weight``'s dtype."""
+    if weight.ndim != 4 or weight.shape[1] != 3:
+        raise ValueError(f"expected an RGB stem weight [out, 3, k, k], got {tuple(weight.shape)}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    if in_channels == 3:
+        return weight.clone()
+    wide = weight.to(torch.promote_types(weight.dtype, torch.float32))
+    if in_channels == 1:
+        adapted = wide.sum(dim=1, keepdim=True)
+    else:
+        adapted = wide[:, [i % 3 for i in range(in_channels)]] * (3 / in_channels)
+    return adapted.to(weight.dtype)
+
+
+def adapt_stem(state: dict[str, torch.Tensor], key: str, own: torch.Tensor, source: str) -> bool:
+    """Replace ``state[key]``, an RGB stem weight, by its adaptation to ``own``'s input channels
+    (``adapt_input_conv``) when only those differ, and log it; returns whether it did."""
+    weight = state.get(key)
+    if weight is None or weight.ndim != 4 or own.ndim != 4 or weight.shape[1] != 3 or own.shape[1] == 3 \
+            or weight.shape[:1] + weight.shape[2:] != own.shape[:1] + own.shape[2:]:
+        return False
+    state[key] = adapt_input_conv(weight, own.shape[1])
+    channels = own.shape[1]
+    rule = "the sum of the R, G, B filters" if channels == 1 else \
+        f"the R, G, B filters repeated cyclically, scaled by 3/{channels}"
+    logger.info("%s: adapted the pretrained RGB stem %s to %d input channel%s (%s, timm's rule)", source, key,
+                channels, "s" * (channels != 1), rule)
+    return True
+
+
 def load_backbone_weights(backbone: nn.Module, config: BackboneConfig) -> BackboneWeights | None:
     """Load the file ``config.weights`` names into ``backbone`` (strictly; FrozenBN statistics go
-    into its buffers) and log what loaded. Swin's output norms ``norm0..norm3`` are Mask2Former's
+    into its buffers; an RGB stem adapted to the backbone's input channels, ``adapt_stem``) and log
+    what loaded. Swin's output norms ``norm0..norm3`` are Mask2Former's
     own and in no ImageNet file: they keep their initialisation, as in the reference."""
     path = locate_backbone_weights(config)
     if path is None:
@@ -352,6 +389,9 @@ def load_backbone_weights(backbone: nn.Module, config: BackboneConfig) -> Backbo
     check_fits(weights, config)
     state = dict(weights.state)
     own = backbone.state_dict()
+    stem = getattr(backbone, "stem_weight", None)  # an RGB stem loads into an N-channel model adapted
+    if stem is not None and stem in own:
+        adapt_stem(state, stem, own[stem], str(path))
     fresh = sorted(k for k in own if re.match(r"norm\d\.", k) and k not in state) if config.name == "swin" else []
     state.update({k: own[k] for k in fresh})
     load_state_strict(backbone, state, str(path))

@@ -9,12 +9,15 @@ from mask2former.modeling.backbone import Backbone, ResNetBackbone, SwinBackbone
 
 
 def build_backbone(config: ModelConfig) -> ResNetBackbone | SwinBackbone:
-    """The backbone of ``config``; it reports ``out_channels`` and ``strides`` of res2..res5."""
+    """The backbone of ``config``, its stem taking ``config.pixels.channels``; it reports
+    ``out_channels`` and ``strides`` of res2..res5."""
     b = config.backbone
+    channels = config.pixels.channels
     if b.name == "resnet":
-        return ResNetBackbone(depth=b.depth, norm=b.norm)
+        return ResNetBackbone(depth=b.depth, norm=b.norm, in_channels=channels)
     return SwinBackbone(embed_dim=b.embed_dim, depths=tuple(b.depths), num_heads=tuple(b.num_heads),
-                        window_size=b.window_size, mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate)
+                        window_size=b.window_size, mlp_ratio=b.mlp_ratio, drop_path_rate=b.drop_path_rate,
+                        in_channels=channels)
 
 
 def build_pixel_decoder(config: ModelConfig, backbone: Backbone) -> MSDeformAttnPixelDecoder:

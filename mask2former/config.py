@@ -212,23 +212,73 @@ class InferenceConfig:
         _int(f"{where}.topk_per_image", self.topk_per_image, 1)
 
 
+IMAGENET_MEAN = (123.675, 116.280, 103.530)  # RGB, on the 0-255 scale
+IMAGENET_STD = (58.395, 57.120, 57.375)
+INTENSITY_RULES = ("percentile", "window", "zscore", "dataset")
+MAX_CHANNELS = 1024  # a hyperspectral cube has a few hundred bands; more is a mistake in a file
+
+
+def imagenet_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet's per-channel mean and std spread over ``channels`` the way an RGB stem is adapted
+    (``backbone_weights.adapt_input_conv``): 3 channels: RGB's own; 1: their average (its filter is
+    the sum of the RGB filters); N: cycled R, G, B, R, ... (its filters are)."""
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    if channels == 1:
+        return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    return (tuple(IMAGENET_MEAN[i % 3] for i in range(channels)), tuple(IMAGENET_STD[i % 3] for i in range(channels)))
+
+
 @dataclass
 class PixelConfig:
-    """How images become the model's ``pixel_values``, the same in training and inference:
-    ``(pixel - mean) / std`` per channel, then zero-padded (after normalising, as the reference
-    does) to a multiple of ``size_divisibility`` (the coarsest feature stride)."""
+    """How images become the model's ``pixel_values``, the same in training and inference.
 
-    mean: tuple[float, ...] = (123.675, 116.280, 103.530)  # ImageNet, on the 0-255 scale (RGB)
-    std: tuple[float, ...] = (58.395, 57.120, 57.375)
+    8-bit images are on the 0-255 scale as they are. Other images (16-bit, 32-bit, float, multi-band
+    TIFF) are mapped onto it by ``intensity`` (``mask2former.data.intensity``): ``"percentile"`` clips
+    each image's channels to their 0.5-99.5th percentiles and scales that to 0..255 (nnU-Net's clip),
+    ``"window"`` clips to ``window = (low, high)`` (e.g. CT -1000, 400) and scales that to 0..255,
+    ``"zscore"`` (MRI) maps mean -/+ 4 std of each channel's nonzero region (the body, not the air
+    around it) to 0..255, ``"dataset"`` keeps the raw values, which ``mean``/``std`` (the dataset's,
+    ``mask2former stats``) then normalise. Then ``(pixel - mean) / std`` per channel, zero-padded
+    (after normalising, as the reference does) to a multiple of ``size_divisibility`` (the coarsest
+    feature stride).
+    ``channels`` is what the backbone's stem takes; a 1-channel image given to a 3-channel model is
+    replicated. ``display_channels`` picks the channels overlays show (default: the first three, or
+    the first one as gray)."""
+
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     size_divisibility: int = 32
+    channels: int = 3
+    intensity: str = "percentile"
+    window: tuple[float, ...] = ()
+    display_channels: tuple[int, ...] = ()
 
     def check(self, where: str) -> None:
         _int(f"{where}.size_divisibility", self.size_divisibility, 1)
+        _int(f"{where}.channels", self.channels, 1, MAX_CHANNELS)
+        what = "numbers (R, G, B)" if self.channels == 3 else f"numbers, one per channel ({where}.channels)"
         for name, low in (("mean", None), ("std", 0)):
             values = getattr(self, name)
-            _sequence(f"{where}.{name}", values, 3, "numbers (R, G, B)")
+            _sequence(f"{where}.{name}", values, self.channels, what)
             for i, v in enumerate(values):
                 _real(f"{where}.{name}[{i}]", v, low, open_low=True)
+        _choice(f"{where}.intensity", self.intensity, INTENSITY_RULES)
+        if self.intensity == "window":
+            _sequence(f"{where}.window", self.window, 2, "numbers (low, high) for intensity 'window'")
+            for i, v in enumerate(self.window):
+                _real(f"{where}.window[{i}]", v)
+            if not self.window[0] < self.window[1]:
+                _fail(f"{where}.window", "(low, high) with low < high", self.window)
+        elif self.window:  # set and silently unused would be a wrong result without a word
+            _fail(f"{where}.window", f"empty unless {where}.intensity is 'window' (it is {self.intensity!r})",
+                  self.window)
+        _sequence(f"{where}.display_channels", self.display_channels, None, "channel indices")
+        if len(self.display_channels) not in (0, 1, 3):
+            _fail(f"{where}.display_channels", "empty (the default view), one channel (gray) or three (R, G, B)",
+                  self.display_channels)
+        for i, v in enumerate(self.display_channels):
+            _int(f"{where}.display_channels[{i}]", v, 0, self.channels - 1)
 
 
 @dataclass
@@ -269,7 +319,9 @@ class ModelConfig:
     @staticmethod
     def upgrade(data: dict[str, Any]) -> dict[str, Any]:
         """A stored config of an earlier layout, in today's: checkpoints written before the pixel
-        settings had their own section kept them in ``inference`` (``pixel_mean`` ...)."""
+        settings had their own section kept them in ``inference`` (``pixel_mean`` ...). Settings
+        added later (``pixels.channels``, ``intensity``, ``window``, ``display_channels``) take their
+        defaults, which do what those models did with the only images they took (8-bit RGB)."""
         inference = data.get("inference")
         if isinstance(inference, dict) and any(k in inference for k in _MOVED_TO_PIXELS):
             inference = dict(inference)
@@ -530,4 +582,7 @@ class TrainConfig:
         _int("seed", self.seed, 0, 2**64 - 1)  # torch's and numpy's seed range
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        if self.input.color_jitter and self.model.pixels.channels != 3:
+            raise ConfigError(f"input.color_jitter jitters RGB colours, and model.pixels.channels is "
+                              f"{self.model.pixels.channels}: set input.color_jitter=false")
         return self

@@ -420,3 +420,46 @@ def test_imagenet_means_the_22k_file_for_the_in21k_presets(capsys):
                              ("r50_coco_panoptic", "imagenet")):
         assert main(["train", "--preset", preset, "--backbone-weights", "imagenet", "--print-config"]) == 0
         assert f"    weights: {expected}\n" in capsys.readouterr().out, preset
+
+
+# ----------------------------------------------------------------------------- RGB stems for N channels
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 7, 12])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_adapting_an_rgb_stem_equals_timms_rule(channels, dtype):
+    from mask2former.backbone_weights import adapt_input_conv
+
+    timm_manipulate = pytest.importorskip("timm.models._manipulate")
+    weight = torch.randn(64, 3, 7, 7).to(dtype)
+    ours = adapt_input_conv(weight, channels)
+    theirs = timm_manipulate.adapt_input_conv(channels, weight.clone())
+    assert ours.shape == (64, channels, 7, 7) and ours.dtype == dtype
+    assert float((ours.float() - theirs.float()).abs().max()) <= 1e-6
+
+
+@pytest.mark.parametrize("case", ["torchvision-resnet18", "official-swin-window7"])
+@pytest.mark.parametrize("channels", [1, 4])
+def test_a_backbone_file_loads_into_an_n_channel_stem_adapted(case, channels, sources, tmp_path, caplog):
+    from mask2former.backbone_weights import adapt_input_conv
+    from mask2former.config import PixelConfig, imagenet_stats
+
+    state, _ = sources[case]
+    _, config, (h, w), _ = CASES[case]
+    config = replace(config, weights=str(_save(state, tmp_path / case, "pth")))
+    mean, std = imagenet_stats(channels)
+    backbone = build_backbone(ModelConfig(backbone=config, pixels=PixelConfig(channels=channels, mean=mean, std=std)))
+    with caplog.at_level("INFO", logger="mask2former"):
+        load_backbone_weights(backbone.eval(), config)
+    stem = backbone.stem_weight
+    assert torch.equal(backbone.state_dict()[stem], adapt_input_conv(state[stem], channels))
+    assert f"adapted the pretrained RGB stem {stem} to {channels} input channel" in caplog.text
+    features = backbone(torch.randn(1, channels, h, w))
+    assert all(torch.isfinite(f).all() for f in features.values())
+    if channels == 1:  # a gray image through the summed filters is the RGB response to that gray, replicated
+        rgb = build_backbone(ModelConfig(backbone=config)).eval()
+        load_backbone_weights(rgb, config)
+        gray = torch.randn(1, 1, h, w, dtype=torch.float64)  # float64: the identity is exact, float32's sums are not
+        with torch.no_grad():
+            ours, theirs = backbone.double()(gray), rgb.double()(gray.expand(1, 3, h, w))
+        assert max(float((ours[k] - theirs[k]).abs().max()) for k in ours) < TOLERANCE

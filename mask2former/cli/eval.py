@@ -9,7 +9,7 @@ from mask2former.cli.options import positive_int, preset_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset (PQ, mask AP, mIoU)")
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset (PQ, mask AP, mIoU; volumes: Dice, HD95)")
     p.add_argument("--checkpoint", required=True, help="our checkpoint, an official .pkl or a HF directory")
     p.add_argument("--data", required=True, help="DATA.yaml describing the dataset")
     p.add_argument("--split", default="val", help="split of DATA.yaml to score")
@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
     if is_main():
         width = max(len(k) for k in metrics) if metrics else 0
         for key, value in metrics.items():
-            print(f"{key:{width}s} {value:7.2f}")
+            print(f"{key:{width}s} {value:7.2f}" + (" mm" if key.startswith("hd95") else ""))  # volumes: HD95
     return 0

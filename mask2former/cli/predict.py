@@ -1,11 +1,12 @@
-"""mask2former predict --checkpoint C --input FILES_OR_DIRS --output DIR [--task ...] [--strict]"""
+"""mask2former predict --checkpoint C --input FILES_OR_DIRS --output DIR [--task ...] [--strict]
+[--tile SIZE --overlap R]"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from mask2former.cli.options import positive_int, preset_name, probability
+from mask2former.cli.options import non_negative_int, positive_int, preset_name, probability
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=probability, default=0.5, help="instances drawn in overlays, in [0, 1]")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first bad image (default: skip it, write the others, exit 1 at the end)")
+    p.add_argument("--tile", type=non_negative_int, default=None, metavar="SIZE",
+                   help="predict in overlapping SIZE x SIZE windows (>= 32): georeferenced .tif rasters always "
+                        "(default: the model's test size; 0: never), other images when larger than SIZE")
+    p.add_argument("--overlap", type=probability, default=0.25, metavar="R",
+                   help="overlap of neighbouring windows, a fraction of the tile in [0, 0.5] (default 0.25)")
+    p.add_argument("--axis", default="auto", choices=["auto", "0", "1", "2"],
+                   help="volumes (.nii, .nii.gz, DICOM series folders): the slice axis (default auto: the "
+                        "acquisition axis); each is written back as a label volume in its own format")
     p.set_defaults(run=run)
 
 
@@ -30,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = predict_files(args.checkpoint, args.input, args.output, args.task, preset=args.preset, device=args.device,
                      batch_size=args.batch_size, overlays=not args.no_overlays,
-                     score_threshold=args.score_threshold, strict=args.strict, progress=True)
+                     score_threshold=args.score_threshold, strict=args.strict, progress=True,
+                     tile=args.tile, overlap=args.overlap, axis=getattr(args, "axis", "auto"))
     if report.failed:
         print(f"error: {report.summary()}", file=sys.stderr)
         return 1

@@ -1,14 +1,18 @@
 """mask2former train --data DATA.yaml --preset NAME [--iters N] [--batch-size B] [--output DIR]
-[--resume] [--init CHECKPOINT] [--backbone-weights FILE|imagenet] [--scale-to-batch] [--set key=value ...]
-[--print-config]"""
+[--resume] [--init CHECKPOINT] [--backbone-weights FILE|imagenet] [--scale-to-batch]
+[--intensity percentile|window|zscore|dataset] [--window LOW,HIGH] [--set key=value ...] [--print-config]"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mask2former.cli.options import positive_int, preset_name, probability
+from mask2former.config import INTENSITY_RULES
+from mask2former.errors import brief
 
 if TYPE_CHECKING:
     from mask2former.config import TrainConfig
@@ -33,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-skipped", type=probability, default=0.1,
                    help="with --skip-bad: stop when more than this fraction of the samples fail to load "
                         "(default 0.1)")
+    add_intensity_options(p)
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. solver.base_lr=2e-4 model.decoder.num_queries=50 "
                         "(range-checked before any data is read)")
@@ -47,6 +52,48 @@ def add_backbone_weights_option(p: argparse.ArgumentParser) -> None:
                         "Swin: .pth, .pkl, .safetensors), or 'imagenet' / 'imagenet-22k' for the backbone's standard "
                         "file from the local torchvision / HuggingFace caches (nothing is downloaded); config key "
                         "model.backbone.weights")
+
+
+def window(text: str) -> tuple[float, float]:
+    """``LOW,HIGH``: two finite numbers, low < high (CT's soft-tissue window: -1000,400)."""
+    parts = text.split(",")
+    try:
+        low, high = (float(v) for v in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, two numbers with LOW < HIGH (e.g. -1000,400), "
+                                         f"got {brief(text)}")
+    return low, high
+
+
+def add_intensity_options(p: argparse.ArgumentParser) -> None:
+    """``--intensity`` / ``--window``: how 16-bit and float images reach the model's scale. They win
+    over DATA.yaml's ``intensity`` / ``window`` (the run says so) and the checkpoint stores the rule,
+    which ``eval`` and ``predict`` then apply."""
+    p.add_argument("--intensity", choices=INTENSITY_RULES,
+                   help="how 16-bit / float images are mapped (8-bit images pass as they are): percentile (each "
+                        "image's 0.5-99.5th percentiles, the default), window (--window), zscore (mean -/+ 4 std of "
+                        "the nonzero region), dataset (DATA.yaml's mean / std, `mask2former stats`); over DATA.yaml's")
+    p.add_argument("--window", type=window, metavar="LOW,HIGH",
+                   help="clip 16-bit / float images to LOW..HIGH and scale that to the model's range (means "
+                        "--intensity window), e.g. --window -1000,400 for CT; over DATA.yaml's")
+    p._negative_number_matcher = re.compile(r"^-\.?\d")  # "--window -1000,400" is a value, not an option
+
+
+def intensity_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--intensity`` / ``--window`` give, as ``model.pixels`` settings (empty when neither)."""
+    from mask2former.errors import ConfigError
+
+    given: dict[str, Any] = {}
+    rule, limits = getattr(args, "intensity", None), getattr(args, "window", None)
+    if limits is not None:
+        if rule not in (None, "window"):
+            raise ConfigError(f"--window clips to a fixed range, which is intensity 'window', not --intensity {rule}")
+        given = {"intensity": "window", "window": list(limits)}
+    elif rule is not None:
+        given = {"intensity": rule}
+    return given
 
 
 def _backbone_weights(args: argparse.Namespace) -> str | None:
@@ -86,6 +133,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         overrides["batch_size"] = args.batch_size
     if _backbone_weights(args) is not None:
         overrides["model.backbone.weights"] = _backbone_weights(args)
+    given = intensity_options(args)
+    if given and (given["intensity"] != "window" or "window" in given):  # shown by --print-config; the run
+        # applies them over DATA.yaml's (--intensity window alone takes the file's window there)
+        overrides["model.pixels.intensity"] = given["intensity"]
+        overrides["model.pixels.window"] = given.get("window", [])
     return apply_overrides(config, overrides).validate() if overrides else config.validate()
 
 
@@ -141,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     from mask2former.engine.train import train
 
     final = train(config, args.data, args.output, resume=args.resume, allow_config_change=args.allow_config_change,
-                  init=args.init, device=args.device, skip_bad=args.skip_bad, max_skipped=args.max_skipped)
+                  init=args.init, device=args.device, skip_bad=args.skip_bad, max_skipped=args.max_skipped,
+                  pixels=intensity_options(args))
     print(f"trained model: {final}")
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mask2former.errors import ImageError
 from mask2former.structures import Target
 
 
@@ -24,13 +25,18 @@ def padded_size(size: tuple[int, int], size_divisibility: int) -> tuple[int, int
 def pad_and_normalize(images: Sequence[torch.Tensor], mean: Sequence[float], std: Sequence[float],
                       size_divisibility: int, *, device: torch.device | str | None = None
                       ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """``[C, h, w]`` images (any dtype, 0-255 scale) -> ``pixel_values [B, C, H, W]`` float32 and
-    each image's ``(h, w)`` inside it; ``H, W`` are the largest sides rounded up to
-    ``size_divisibility``."""
+    """``[C, h, w]`` images (any dtype, on the model's scale: 0-255 for 8-bit images, see
+    ``data.intensity.to_model_input``) -> ``pixel_values [B, C, H, W]`` float32 and each image's
+    ``(h, w)`` inside it; ``H, W`` are the largest sides rounded up to ``size_divisibility``. An
+    image whose channel count is not that of ``mean`` / ``std`` is an ``ImageError``."""
     device = torch.device(device) if device is not None else images[0].device
     sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
     height, width = padded_size((max(h for h, _ in sizes), max(w for _, w in sizes)), size_divisibility)
-    channels = images[0].shape[0]
+    channels = len(mean)
+    for image in images:
+        if image.ndim != 3 or image.shape[0] != channels or len(std) != channels:
+            raise ImageError(f"an image of shape {tuple(image.shape)} (C, h, w) does not fit a model of {channels} "
+                             f"input channels (pixels.mean has {len(mean)} values, pixels.std {len(std)})")
     mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(-1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=device).view(-1, 1, 1)
     pixels = torch.zeros((len(images), channels, height, width), dtype=torch.float32, device=device)

@@ -8,11 +8,11 @@ file, the key and what was expected.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mask2former.config import CategoryInfo, ModelConfig
+from mask2former.config import MAX_CHANNELS, CategoryInfo, ModelConfig, PixelConfig, from_dict, imagenet_stats, to_dict
 from mask2former.data.cityscapes import CLASS_SETS as CITYSCAPES_CLASS_SETS
 from mask2former.data.cityscapes import cityscapes_categories
 from mask2former.data.coco import color_problem
@@ -24,11 +24,11 @@ from mask2former.data.datasets import (
     duplicates,
 )
 from mask2former.data.files import NOT_FOUND, expand_user, path_problem
-from mask2former.errors import brief
+from mask2former.errors import ConfigError, brief
 from mask2former.formats import IGNORE_LABEL, did_you_mean
 from mask2former.safe_yaml import load_yaml_file
 
-FORMATS = ("coco_panoptic", "coco_instances", "semantic", "cityscapes", "lvis", "folder")
+FORMATS = ("coco_panoptic", "coco_instances", "semantic", "cityscapes", "lvis", "folder", "geotiff", "nifti", "dicom")
 SPLIT_KEYS = ("images", "annotations", "masks", "instances", "semantic")
 FILE_KEYS = ("annotations", "instances")  # split keys naming a file; the others name folders
 # split keys each format needs (all of them required)
@@ -39,6 +39,9 @@ FORMAT_SPLIT_KEYS: dict[str, tuple[str, ...]] = {
     "semantic": ("images", "masks"),
     "folder": ("images", "masks"),
     "cityscapes": ("images", "masks"),
+    "geotiff": ("images", "masks"),  # an image raster and its label raster, or two folders of them
+    "nifti": ("images", "masks"),  # folders of .nii / .nii.gz volumes and their label volumes (same names)
+    "dicom": ("images", "masks"),  # folders of series folders; label volumes (NIfTI or series) of the same names
 }
 # split keys a format may add: the ground truth the official evaluation scores some tasks against
 # (mask AP: a COCO instances JSON; mIoU: semantic label PNGs), instead of the panoptic PNGs
@@ -50,8 +53,14 @@ FORMAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "cityscapes": ("classes",),  # which official class set: instance (8) | semantic | panoptic (19)
     "semantic": ("classes", "num_classes", "ignore_label", "reduce_zero_label"),
     "folder": ("classes", "ignore_label", "mask_values"),
+    "geotiff": ("classes", "ignore_label", "tile", "tiles_per_raster"),  # training windows: side, count
+    "nifti": ("classes", "num_classes", "ignore_label", "axis", "context"),  # slice axis, 2.5D neighbours
+    "dicom": ("classes", "num_classes", "ignore_label", "axis", "context"),
 }
-OPTION_KEYS = ("classes", "num_classes", "ignore_label", "reduce_zero_label", "mask_values")
+OPTION_KEYS = ("classes", "num_classes", "ignore_label", "reduce_zero_label", "mask_values",
+               "tile", "tiles_per_raster", "axis", "context")
+# what the images are, for every format: the model's input channels and intensity rule (model.pixels)
+PIXEL_KEYS = ("channels", "intensity", "window", "mean", "std", "display_channels")
 MAX_LABEL = 2**31  # pixel values of label maps are at most 32-bit signed integers (Pillow's "I" mode)
 
 
@@ -72,6 +81,11 @@ class DataConfig:
     mask_values: dict[int, int] | None = None
     source: Path | None = None
     cityscapes_classes: str | None = None
+    tile: int | None = None  # geotiff: side of the training windows, pixels (None: the reader's default)
+    tiles_per_raster: int | None = None  # geotiff: training windows drawn per raster (None: the reader's default)
+    axis: int | str = "auto"  # nifti / dicom: the slice axis, 0, 1, 2 or auto (the acquisition axis)
+    context: int | None = None  # nifti / dicom: neighbouring slices on each side as channels (2 context + 1)
+    pixels: dict[str, Any] = field(default_factory=dict)  # PIXEL_KEYS given, by their model.pixels names
 
 
 def load_data_config(path: str | os.PathLike) -> DataConfig:
@@ -99,7 +113,9 @@ def data_config_from_dict(data: Any, *, base_dir: str | os.PathLike = ".", sourc
     for key, value in data.items():
         if key == "format":
             continue
-        if key in OPTION_KEYS:
+        if key in PIXEL_KEYS:
+            options[key] = value
+        elif key in OPTION_KEYS:
             if key not in FORMAT_OPTIONS[fmt]:
                 users = [f for f, keys in FORMAT_OPTIONS.items() if key in keys]
                 raise DatasetError(where, f"{key!r} is not used by format {fmt!r} (only by: {', '.join(users)})")
@@ -110,14 +126,52 @@ def data_config_from_dict(data: Any, *, base_dir: str | os.PathLike = ".", sourc
             raise DatasetError(where, f"{key}: expected a mapping of {', '.join(FORMAT_SPLIT_KEYS[fmt])} paths, "
                                       f"got {brief(value)}")
         else:
-            known = ["format", *FORMAT_OPTIONS[fmt], "train", "val", "test"]
+            known = ["format", *FORMAT_OPTIONS[fmt], *PIXEL_KEYS, "train", "val", "test"]
             raise DatasetError(where, f"unknown key {brief(key)}{did_you_mean(key, known)}")
     if not splits:
         raise DatasetError(where, "no splits: add e.g. 'train: {images: ..., "
                                   + ", ".join(f"{k}: ..." for k in FORMAT_SPLIT_KEYS[fmt][1:]) + "}'")
     _check_semantic_options(options, fmt, splits, where)
-    return DataConfig(format=fmt, splits=splits, source=Path(source) if source is not None else None,
-                      **_parse_options(options, fmt, base, where))
+    pixels = {k: options.pop(k) for k in PIXEL_KEYS if k in options}
+    config = DataConfig(format=fmt, splits=splits, source=Path(source) if source is not None else None,
+                        pixels=pixels, **_parse_options(options, fmt, base, where))
+    pixel_config(config, PixelConfig(), need_stats=False)  # a bad channel count or window fails now
+    return config
+
+
+def pixel_config(data_config: DataConfig, base: PixelConfig, *, need_stats: bool = True) -> PixelConfig:
+    """``base`` (the model's ``pixels``) with what DATA.yaml says of its images: ``channels``,
+    ``intensity`` (a ``window`` alone means ``intensity: window``), ``window``, per-channel ``mean`` /
+    ``std`` and ``display_channels``. A channel count other than ``base``'s without ``mean`` / ``std``
+    takes ImageNet's statistics spread over the channels (``config.imagenet_stats``); ``intensity:
+    dataset`` needs the dataset's own (``mask2former stats``) unless not ``need_stats``. Errors name
+    the YAML file and the key."""
+    where = data_config.source or Path("DATA.yaml")
+    given = dict(data_config.pixels)
+    if "window" in given and "intensity" not in given:
+        given["intensity"] = "window"
+    if "intensity" in given and given["intensity"] != "window" and "window" not in given:
+        given["window"] = []  # the model's window belongs to the model's window rule only
+    if need_stats and given.get("intensity", base.intensity) == "dataset" and not ("mean" in given and "std" in given):
+        raise DatasetError(where, "intensity 'dataset' normalises by the dataset's own per-channel mean and std, and "
+                                  "this file has none: run `mask2former stats` on it to compute and add them")
+    if data_config.context is not None:  # nifti / dicom 2.5D: the stacked slices are the channels
+        stacked = 2 * data_config.context + 1
+        if given.setdefault("channels", stacked) != stacked:
+            raise DatasetError(where, f"context {data_config.context} stacks {stacked} slices as channels but "
+                                      f"channels is {brief(given['channels'])}")
+    channels = given.get("channels", base.channels)
+    if channels != base.channels and not ("mean" in given and "std" in given) and type(channels) is int \
+            and channels >= 1:
+        mean, std = imagenet_stats(min(channels, MAX_CHANNELS + 1))  # a huge count fails the check below
+        given.setdefault("mean", list(mean))
+        given.setdefault("std", list(std))
+    try:
+        pixels = from_dict(PixelConfig, {**to_dict(base), **given}, _where="pixels")
+        pixels.check("pixels")
+    except ConfigError as e:
+        raise DatasetError(where, str(e).replace("pixels.", "")) from None
+    return pixels
 
 
 def _short(name: str) -> str:
@@ -170,9 +224,14 @@ def _parse_options(options: dict[str, Any], fmt: str, base: Path, where: Path) -
             out["cityscapes_classes"] = _cityscapes_classes(options["classes"], where)
     elif "classes" in options:
         out["classes"] = parse_classes(options["classes"], base, where)
-    elif fmt == "folder":
-        raise DatasetError(where, "format 'folder' needs 'classes': a list of names or {name, isthing} "
+    elif fmt in ("folder", "geotiff"):
+        raise DatasetError(where, f"format {fmt!r} needs 'classes': a list of names or {{name, isthing}} "
                                   "entries, or a .json/.yaml/.txt file")
+    for key, low in (("tile", 32), ("tiles_per_raster", 1)):  # geotiff training windows
+        if key in options:
+            if type(options[key]) is not int or options[key] < low:
+                raise DatasetError(where, f"{key}: expected a whole number >= {low}, got {brief(options[key])}")
+            out[key] = options[key]
     if "num_classes" in options:
         n = options["num_classes"]
         if type(n) is not int or n < 1:
@@ -183,8 +242,17 @@ def _parse_options(options: dict[str, Any], fmt: str, base: Path, where: Path) -
         if "classes" in out and len(out["classes"]) != n:
             raise DatasetError(where, f"num_classes is {n} but 'classes' lists {len(out['classes'])}")
         out["num_classes"] = n
-    if fmt == "semantic" and "classes" not in out and "num_classes" not in out:
-        raise DatasetError(where, "format 'semantic' needs 'classes' or 'num_classes'")
+    if fmt in ("semantic", "nifti", "dicom") and "classes" not in out and "num_classes" not in out:
+        raise DatasetError(where, f"format {fmt!r} needs 'classes' or 'num_classes'")
+    if "axis" in options:  # nifti / dicom slice axis
+        if options["axis"] not in ("auto", 0, 1, 2) or isinstance(options["axis"], bool):
+            raise DatasetError(where, f"axis: expected auto, 0, 1 or 2, got {brief(options['axis'])}")
+        out["axis"] = options["axis"]
+    if "context" in options:  # nifti / dicom 2.5D: the model's channels are 2 context + 1 slices
+        if type(options["context"]) is not int or not 0 <= options["context"] <= (MAX_CHANNELS - 1) // 2:
+            raise DatasetError(where, f"context: expected a whole number of neighbouring slices 0.."
+                                      f"{(MAX_CHANNELS - 1) // 2}, got {brief(options['context'])}")
+        out["context"] = options["context"]
     if "ignore_label" in options:
         v = options["ignore_label"]
         if type(v) is not int or not 0 <= v < MAX_LABEL:
@@ -298,9 +366,11 @@ def _class_entry(item: Any, i: int, where: Path) -> CategoryInfo:
 
 
 def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train", *,
-                skip_bad: bool = False) -> DatasetSplit:
+                skip_bad: bool = False, pixels: PixelConfig | None = None) -> DatasetSplit:
     """The split ``split`` of a dataset described by a DataConfig or a DATA.yaml path; with
-    ``skip_bad``, records failing a check are dropped and listed in ``skipped`` instead of raising."""
+    ``skip_bad``, records failing a check are dropped and listed in ``skipped`` instead of raising.
+    Its ``pixels`` (how training maps its images) are ``pixel_config`` over ``pixels`` (default:
+    the defaults): pass the model's to train it."""
     from mask2former.data import cityscapes, coco, folder, ground_truth, lvis, panoptic, semantic
 
     cfg = data_config if isinstance(data_config, DataConfig) else load_data_config(data_config)
@@ -309,7 +379,8 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
         raise DatasetError(where, f"no split {brief(split)}{did_you_mean(split, list(cfg.splits))}")
     paths = cfg.splits[split]
     for key, path in paths.items():
-        problem = path_problem(path, expect="file" if key in FILE_KEYS else "dir")
+        raster_file = cfg.format == "geotiff" and path_problem(path) is None  # a raster, or a folder of them
+        problem = path_problem(path, expect="file" if key in FILE_KEYS or raster_file else "dir")
         if problem is not None:
             raise DatasetError(path, f"{problem} ({split}.{key} in {where})")
     if cfg.format == "coco_instances":
@@ -332,11 +403,26 @@ def build_split(data_config: DataConfig | str | os.PathLike, split: str = "train
         result = semantic.read_semantic(paths["images"], paths["masks"], classes=cfg.classes,
                                         num_classes=cfg.num_classes, ignore_label=cfg.ignore_label,
                                         reduce_zero_label=cfg.reduce_zero_label, name=split, skip_bad=skip_bad)
+    elif cfg.format == "geotiff":
+        from mask2former.data.geotiff import read_geotiff_split
+
+        assert cfg.classes is not None
+        windows = {k: v for k, v in (("tile", cfg.tile), ("tiles_per_raster", cfg.tiles_per_raster)) if v is not None}
+        result = read_geotiff_split(paths["images"], paths["masks"], classes=cfg.classes,
+                                    ignore_label=cfg.ignore_label, sampling="random" if split == "train" else "grid",
+                                    name=split, **windows)
+    elif cfg.format in ("nifti", "dicom"):
+        from mask2former.data.volume_dataset import read_volume_split
+
+        result = read_volume_split(paths["images"], paths["masks"], classes=cfg.classes, num_classes=cfg.num_classes,
+                                   axis=cfg.axis, ignore_label=cfg.ignore_label, data_format=cfg.format, name=split,
+                                   skip_bad=skip_bad)
     else:
         assert cfg.format == "folder" and cfg.classes is not None
         result = folder.read_folder(paths["images"], paths["masks"], classes=cfg.classes,
                                     ignore_label=cfg.ignore_label, mask_values=cfg.mask_values, name=split,
                                     skip_bad=skip_bad)
+    result.pixels = pixel_config(cfg, pixels or PixelConfig(), need_stats=False)
     if not result.records and result.skipped:  # skip_bad must not turn a wrong path into an empty dataset
         first, reason = result.skipped[0]
         raise DatasetError(first, f"every record of split {split!r} failed its checks ({len(result.skipped)} "
@@ -380,8 +466,64 @@ def ground_truth_sources(data_config: DataConfig, split: str) -> dict[str, str]:
         out.update(instance=f"*_instanceIds.png in {paths['masks']} (cityscapesscripts)",
                    semantic=f"*_labelIds.png in {paths['masks']}",
                    panoptic=f"*_labelIds.png and *_instanceIds.png in {paths['masks']}")
+    elif fmt == "geotiff":
+        out = {"semantic": f"label raster(s) {paths['masks']}",
+               "instance": f"connected components of thing classes in the label raster(s) {paths['masks']}",
+               "panoptic": f"label raster(s) {paths['masks']}"}
     else:
         out = {"semantic": f"label PNGs in {paths['masks']}",
                "instance": f"connected components of the label PNGs in {paths['masks']}",
                "panoptic": f"label PNGs in {paths['masks']}"}
     return out
+
+
+# --------------------------------------------------------------------------- mask2former stats
+
+
+def dataset_stats(data: str | os.PathLike, split: str = "train", *, write: bool = True,
+                  progress: bool = False) -> tuple[tuple[float, ...], tuple[float, ...], int]:
+    """``mask2former stats``: the per-channel ``(mean, std, images)`` of ``split``'s images as
+    training feeds them (after the file's intensity rule: raw values for ``dataset``), streamed one
+    image at a time; with ``write`` they become the file's ``mean`` / ``std`` (written atomically,
+    every other line of the file kept as it was)."""
+    from mask2former.data.intensity import ChannelStats
+    from mask2former.progress import track
+
+    path = Path(data)
+    dataset = build_split(load_data_config(path), split)
+    stats = ChannelStats()
+    images = range(len(dataset))
+    for i in track(images, total=len(dataset), desc=f"stats {split}", unit="img") if progress else images:
+        stats.add(dataset.training_image(i))
+    if write:
+        write_stats(path, stats.mean, stats.std)
+    return stats.mean, stats.std, len(dataset)
+
+
+def write_stats(path: str | os.PathLike, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Set the top-level ``mean`` / ``std`` of a DATA.yaml, keeping its other lines (comments
+    included) as they are; the result is checked as a DATA.yaml before it replaces the file."""
+    import yaml
+
+    from mask2former.atomic_files import atomic_write
+    from mask2former.safe_yaml import load_yaml
+
+    path = Path(path)
+    load_yaml_file(path)  # the bounded, checked read first: compose below trusts the document
+    text = path.read_bytes().decode("utf-8-sig")
+    values = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:  # no lines to keep: write the mapping anew
+        text = yaml.safe_dump({**load_yaml(text, origin=str(path)), **values}, sort_keys=False)
+    else:
+        lines = text.splitlines(keepends=True)
+        for key, value in reversed(root.value):
+            if isinstance(key, yaml.ScalarNode) and key.value in values:
+                last = value.end_mark.line - (1 if value.end_mark.column == 0 else 0)
+                del lines[key.start_mark.line:last + 1]
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines += [f"{k}: {yaml.safe_dump(v, default_flow_style=True).strip()}\n" for k, v in values.items()]
+        text = "".join(lines)
+    data_config_from_dict(load_yaml(text, origin=str(path)), base_dir=path.parent, source=path)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mask2former.config import CategoryInfo
+from mask2former.config import CategoryInfo, PixelConfig
 from mask2former.data.files import NOT_FOUND, path_problem
 from mask2former.data.image import open_image, read_image
+from mask2former.data.intensity import to_model_input
 from mask2former.errors import DatasetError, ImageError
 from mask2former.structures import Target
 
@@ -54,7 +55,8 @@ PolygonDecoder = Callable[[Record, int, int], tuple[Target, list[list[np.ndarray
 @dataclass
 class DatasetSplit:
     """The images of one split and how to decode them; ``skipped`` lists ``(file, reason)`` of
-    records dropped at build time or failing ``load_or_none`` (in this process) with ``skip_bad``."""
+    records dropped at build time or failing ``load_or_none`` (in this process) with ``skip_bad``.
+    ``pixels`` (DATA.yaml's channels and intensity rule over the model's) maps images for training."""
 
     name: str
     categories: list[CategoryInfo]
@@ -65,29 +67,45 @@ class DatasetSplit:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     annotation_file: Path | None = None  # LVIS: the JSON its AP is scored against (federated labels)
     polygon_decoder: PolygonDecoder | None = None  # formats whose segments may be polygons (COCO instances, LVIS)
+    pixels: PixelConfig = field(default_factory=PixelConfig)
     _failed: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def load(self, index: int) -> tuple[np.ndarray, Target]:
-        """Image ``[H, W, 3]`` uint8 RGB and its target at the image's size."""
+        """The image as decoded (``read_image``: ``[H, W, 3]`` uint8 RGB for 8-bit files, float32
+        raw values ``[H, W, C]`` otherwise; a ``Predictor`` maps them by its model's rule) and its
+        target at the image's size."""
         record = self.records[index]
         image = self._image(record)
         return image, self.decoder(record, *image.shape[:2])
 
     def load_with_polygons(self, index: int) -> tuple[np.ndarray, Target, list[list[np.ndarray] | None]]:
-        """``load`` for training: segments annotated as COCO polygons come with their rings
-        (``[K, 2]`` x, y arrays) and an empty mask, because the official mappers move polygons
-        through the augmentation and rasterise them only at the output size; ``None`` for every
-        segment that is a mask (RLE, label maps, panoptic PNGs)."""
+        """``load`` for training: the image on the model's scale (``training_image``), and
+        segments annotated as COCO polygons come with their rings (``[K, 2]`` x, y arrays) and an
+        empty mask, because the official mappers move polygons through the augmentation and
+        rasterise them only at the output size; ``None`` for every segment that is a mask (RLE,
+        label maps, panoptic PNGs)."""
         record = self.records[index]
-        image = self._image(record)
+        image = self._mapped(self._image(record), record)
         if self.polygon_decoder is None:
             target = self.decoder(record, *image.shape[:2])
             return image, target, [None] * len(target)
         target, polygons = self.polygon_decoder(record, *image.shape[:2])
         return image, target, polygons
+
+    def training_image(self, index: int) -> np.ndarray:
+        """Image ``index`` as training feeds it to the model before normalising: ``[H, W,
+        pixels.channels]``, 8-bit images unchanged, others mapped by ``pixels.intensity``."""
+        record = self.records[index]
+        return self._mapped(self._image(record), record)
+
+    def _mapped(self, image: np.ndarray, record: Record) -> np.ndarray:
+        try:
+            return to_model_input(image, self.pixels, str(record.image_path))
+        except ImageError as e:
+            raise DatasetError(record.image_path, str(e).removeprefix(f"{record.image_path}: ")) from None
 
     def _image(self, record: Record) -> np.ndarray:
         try:

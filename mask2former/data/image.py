@@ -1,4 +1,8 @@
-"""Reading images into RGB uint8 arrays, with errors that name the file and the problem.
+"""Reading images into arrays, with errors that name the file and the problem.
+
+8-bit files become ``[H, W, 3]`` uint8 RGB as they always have; 16-bit, 32-bit and float files
+(PNG, TIFF) and multi-band TIFF stacks become ``[H, W, C]`` arrays of their raw values, which the
+model's intensity rule (``mask2former.data.intensity``) maps onto its input scale.
 
 Every image or mask file the package decodes is opened by ``open_image``: it refuses a path that
 is not a regular file, checks the pixel count the header claims against ``max_image_pixels()``
@@ -10,20 +14,26 @@ Pillow's DecompressionBomb* ...) into the caller's error naming the file.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import math
 import os
 import re
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mask2former.config import MAX_CHANNELS
 from mask2former.data.files import NOT_FOUND, path_problem
 from mask2former.errors import ConfigError, ImageError, Mask2FormerError, brief
 
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # Pillow's 16-bit, 32-bit integer and float modes
+TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own error threshold (2 x PIL.Image.MAX_IMAGE_PIXELS)
@@ -105,12 +115,7 @@ def open_image(path: str | os.PathLike, *, error: ErrorFactory = image_error,
     decoded; any failure inside the ``with`` block (decoding, converting) is ``error(path, ...)``,
     except the project's own errors, which pass through. ``what`` ("image", "mask") words it."""
     path = Path(path)
-    problem = path_problem(path)
-    if problem == NOT_FOUND:
-        raise error(path, "file not found" if what == "image" else f"{what} file not found")
-    if problem is not None:
-        raise error(path, f"{problem}, expected {'an' if what[0] in 'aeiou' else 'a'} {what} file"
-                    if problem.startswith("is ") else problem)
+    _check_path(path, error, what)
     limit = max_image_pixels()
     _allow_in_pillow(limit)
     with warnings.catch_warnings():
@@ -127,6 +132,16 @@ def open_image(path: str | os.PathLike, *, error: ErrorFactory = image_error,
             raise error(path, _bomb_problem(e, limit)) from None
         except Exception as e:  # any decoder failure on a hostile file: OSError, struct.error, zlib.error, ...
             raise error(path, f"cannot decode {what} ({type(e).__name__}: {str(e)[:200]})") from e
+
+
+def _check_path(path: Path, error: ErrorFactory, what: str) -> None:
+    """Raise ``error`` unless ``path`` is a regular file (a FIFO or a device would block)."""
+    problem = path_problem(path)
+    if problem == NOT_FOUND:
+        raise error(path, "file not found" if what == "image" else f"{what} file not found")
+    if problem is not None:
+        raise error(path, f"{problem}, expected {'an' if what[0] in 'aeiou' else 'a'} {what} file"
+                    if problem.startswith("is ") else problem)
 
 
 def _check_pixels(image: Image.Image, path: Path, limit: int | None, error: ErrorFactory) -> None:
@@ -154,16 +169,16 @@ def _bomb_problem(e: Exception, limit: int | None) -> str:
 
 
 def to_rgb(image: Image.Image, source: str = "image") -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB from a PIL image, applying its EXIF orientation.
+    """``[H, W, 3]`` uint8 RGB from an 8-bit PIL image, applying its EXIF orientation.
 
     Grayscale and palette images are expanded to RGB and alpha is dropped (both lossless for the
-    colours); 16-bit, 32-bit integer and float images are rejected, because any mapping to 8 bits
-    (full range, min-max, a window) is a choice the user has to make for their data.
+    colours); 16-bit, 32-bit integer and float images are refused here: ``to_array`` keeps their
+    values for the model's intensity rule, as any mapping to 8 bits is a choice about the data.
     """
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if image.mode in DEEP_MODES:
         raise ImageError(
             f"{source}: {'16-bit' if image.mode.startswith('I;16') else image.mode + '-mode (32-bit)'} image "
-            "is not supported; convert it to 8-bit RGB first (choosing the intensity window for your data)"
+            "has no 8-bit RGB form; read it with to_array, whose values the model's intensity rule maps"
         )
     with contextlib.suppress(Exception):  # a broken EXIF block should not make the pixels unusable
         image = ImageOps.exif_transpose(image)
@@ -175,12 +190,116 @@ def to_rgb(image: Image.Image, source: str = "image") -> np.ndarray:
         raise ImageError(f"{source}: cannot convert the {image.mode}-mode image to RGB ({str(e)[:200]})") from None
 
 
+def to_array(image: Image.Image, source: str = "image") -> np.ndarray:
+    """The pixels of a PIL image with its EXIF orientation applied: 8-bit images as ``[H, W, 3]``
+    uint8 RGB (``to_rgb``), 16-bit, 32-bit integer and float images as ``[H, W, 1]`` float32 raw
+    values (exact up to 2^24), for the model's intensity rule."""
+    if image.mode not in DEEP_MODES:
+        return to_rgb(image, source)
+    with contextlib.suppress(Exception):
+        image = ImageOps.exif_transpose(image)
+    try:
+        return np.asarray(image).astype(np.float32)[..., None]
+    except (OSError, ValueError) as e:
+        raise ImageError(f"{source}: cannot decode the {image.mode}-mode image ({str(e)[:200]})") from None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB from an image file."""
+    """The pixels of an image file (see ``to_array``): ``[H, W, 3]`` uint8 RGB for 8-bit files,
+    ``[H, W, C]`` float32 raw values for 16-bit, 32-bit and float files; a TIFF stack of bands
+    (multispectral, RGB + NIR, 16-bit or float RGB) is read by tifffile as ``[H, W, bands]``, uint8
+    for 8-bit bands, else float32."""
     path = Path(path)
-    with open_image(path) as image:
-        image.load()
-        return to_rgb(image, str(path))
+    _check_path(path, image_error, "image")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        bands = _read_tiff_bands(path)
+        if bands is not None:
+            return bands
+    try:
+        with open_image(path) as image:
+            image.load()
+            return to_array(image, str(path))
+    except ImageError as e:
+        if path.suffix.lower() in TIFF_SUFFIXES and importlib.util.find_spec("tifffile") is None:
+            raise ImageError(f"{e} (multi-band, 16-bit RGB and float TIFF files are read by tifffile: "
+                             "pip install tifffile)") from None
+        raise
+
+
+def _read_tiff_bands(path: Path) -> np.ndarray | None:
+    """``[H, W, C]`` of a TIFF whose bands Pillow would not keep (more than RGB, more than 8 bits,
+    float, one band per page); None for the TIFFs Pillow reads as it always has (8-bit gray, RGB,
+    palette, CMYK, with alpha), for files tifffile does not take for a TIFF, and without tifffile."""
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with _SizedReader(io.FileIO(path)) as file, tifffile.TiffFile(file) as tif:
+            series = tif.series[0]
+            if _pillow_reads(tifffile, series):
+                return None
+            height, width, order = _band_layout(path, series.axes, series.shape)
+            _check_tiff_size(path, height, width, int(np.prod(series.shape)), np.dtype(series.dtype).itemsize)
+            data = series.asarray()
+    except tifffile.TiffFileError:
+        return None  # not a TIFF to tifffile: Pillow's turn, which names the problem
+    except Mask2FormerError:
+        raise
+    except Exception as e:  # any decoder failure on a hostile file, or a compression without its codec
+        raise ImageError(f"{path}: cannot decode the TIFF ({type(e).__name__}: {str(e)[:200]})") from None
+    if data.dtype.kind not in "biuf":
+        raise ImageError(f"{path}: TIFF pixels of type {data.dtype} are not image intensities")
+    if data.shape != tuple(series.shape):  # tifffile hands back what it could read of a damaged file
+        raise ImageError(f"{path}: the TIFF's pixel data ({'x'.join(map(str, data.shape)) or 'none'}) does not fill "
+                         f"its declared {'x'.join(map(str, series.shape))} ({series.axes}); the file is damaged")
+    bands = np.transpose(data, order).reshape(height, width, -1)
+    return bands if bands.dtype == np.uint8 else bands.astype(np.float32)
+
+
+def _check_tiff_size(path: Path, height: int, width: int, values: int, itemsize: int) -> None:
+    """The pixel limit, and a bound on what a header may make us allocate: the bytes of RGBA at the
+    pixel limit (a 100-byte compressed TIFF can claim a 10^4 x 10^4 x 1024 float cube)."""
+    limit = max_image_pixels()
+    if limit is None:
+        return
+    if height * width > limit:
+        raise ImageError(f"{path}: {_too_many(height * width, limit, f' ({height}x{width}, HxW)')}")
+    if values * itemsize > 4 * limit:
+        raise ImageError(f"{path}: {height}x{width} pixels of {values // (height * width)} bands take "
+                         f"{values * itemsize:,} bytes, more than the {4 * limit:,} allowed at the pixel limit of "
+                         f"{limit:,}; if the file is trusted, raise the limit (--max-image-pixels, {MAX_PIXELS_ENV})")
+
+
+def _pillow_reads(tifffile: types.ModuleType, series: Any) -> bool:
+    """Whether this is an 8-bit TIFF Pillow reads as it always has (one page; gray, RGB, palette,
+    CMYK or YCbCr, or gray / RGB with an alpha sample), so that its result stays bit-identical."""
+    page = series.pages[0] if series.pages else None
+    if page is None or len(series.pages) > 1 or page.dtype not in (np.uint8, np.bool_):
+        return False
+    photometric = tifffile.PHOTOMETRIC
+    samples = int(page.samplesperpixel)
+    alpha = any(int(e) in (1, 2) for e in page.extrasamples)  # associated / unassociated alpha
+    if page.photometric in (photometric.PALETTE, photometric.SEPARATED, photometric.YCBCR):
+        return True
+    return samples == 1 or (samples == 3 and page.photometric == photometric.RGB) or (alpha and samples in (2, 4))
+
+
+def _band_layout(path: Path, axes: str, shape: tuple[int, ...]) -> tuple[int, int, list[int]]:
+    """``(height, width, axis order)`` putting Y, X first and the one band axis last."""
+    if "Y" not in axes or "X" not in axes:
+        raise ImageError(f"{path}: TIFF of axes {axes} {tuple(shape)} is not an image (no Y and X axes)")
+    if 0 in shape:
+        raise ImageError(f"{path}: TIFF of axes {axes} {tuple(shape)} holds no pixels")
+    extra = [(a, n) for a, n in zip(axes, shape) if a not in "YX" and n > 1]
+    if len(extra) > 1:
+        raise ImageError(f"{path}: TIFF of axes {axes} {tuple(shape)} holds more than one stack of bands "
+                         f"({', '.join(f'{a}={n}' for a, n in extra)}); expected one image with its bands")
+    bands = extra[0][1] if extra else 1
+    if bands > MAX_CHANNELS:
+        raise ImageError(f"{path}: TIFF has {bands} bands, more than the {MAX_CHANNELS} supported")
+    y, x = axes.index("Y"), axes.index("X")
+    return shape[y], shape[x], [y, x, *(i for i, a in enumerate(axes) if a not in "YX")]
 
 
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:

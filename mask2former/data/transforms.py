@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mask2former.data import polygons as poly
+from mask2former.data.intensity import resize_channels
 from mask2former.data.polygons import Polygons
 from mask2former.errors import ImageError
 from mask2former.formats import IGNORE_LABEL
@@ -41,10 +42,12 @@ def inference_size(height: int, width: int, min_size: int, max_size: int, name: 
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an ``[H, W, 3]`` uint8 image to ``size=(h, w)`` with Pillow (as the
-    reference does for uint8 images)."""
+    """Bilinear resize of an ``[H, W, C]`` image to ``size=(h, w)`` with Pillow: 8-bit RGB as the
+    reference does it, any other dtype or channel count channel by channel with the same filter."""
     if image.shape[:2] == tuple(size):
         return image
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        return resize_channels(image, size)
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
@@ -155,12 +158,13 @@ def transform_target(target: Target, geometry: Geometry, rule: str = "pillow",
 
 
 def pad_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Pad bottom/right to ``size`` with 128, as the mappers do after augmenting."""
+    """Pad bottom/right to ``size`` with 128 (on the 0-255 scale), as the mappers do after augmenting;
+    every channel, in the image's dtype."""
     ch, cw = image.shape[:2]
     ph, pw = max(size[0], ch), max(size[1], cw)
     if (ph, pw) == (ch, cw):
         return image
-    out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
+    out = np.full((ph, pw, *image.shape[2:]), PAD_VALUE, dtype=image.dtype)
     out[:ch, :cw] = image
     return out
 

@@ -8,6 +8,7 @@ import logging
 import math
 from pathlib import Path
 
+from mask2former.atomic_files import json_safe
 from mask2former.progress import Progress
 
 logger = logging.getLogger("mask2former")
@@ -58,7 +59,7 @@ class RunLogger:
     def metrics(self, iteration: int, metrics: dict[str, float]) -> None:
         if not self.enabled or self.jsonl is None:
             return
-        self.jsonl.write(json.dumps({"iteration": iteration, "eval": metrics}) + "\n")
+        self.jsonl.write(json.dumps(json_safe({"iteration": iteration, "eval": metrics})) + "\n")
         self.jsonl.flush()
         if self.tb is not None:
             for k, v in metrics.items():

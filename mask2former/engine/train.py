@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,12 @@ import torch
 import yaml
 
 from mask2former import distributed as dist
-from mask2former.atomic_files import remove_stale_temp_files
-from mask2former.backbone_weights import load_backbone_weights
+from mask2former.atomic_files import json_safe, remove_stale_temp_files
+from mask2former.backbone_weights import adapt_stem, load_backbone_weights
 from mask2former.build import build_criterion, build_model
 from mask2former.config import PixelConfig, TrainConfig, to_dict
 from mask2former.data.collate import pad_and_normalize, pad_targets
-from mask2former.data.data_yaml import build_split, for_model, load_data_config
+from mask2former.data.data_yaml import DataConfig, build_split, for_model, load_data_config, pixel_config
 from mask2former.data.datasets import DatasetSplit
 from mask2former.data.loader import IterationBatchSampler, LoadFailure, TrainSample, build_training_set, collate
 from mask2former.device import resolve_device
@@ -101,11 +101,48 @@ def adopt_dataset(config: TrainConfig, split: DatasetSplit, data_format: str) ->
     return replace(config, model=model)
 
 
+def adopt_images(config: TrainConfig, data_config: DataConfig, given: Mapping[str, Any] | None = None
+                 ) -> tuple[TrainConfig, DataConfig]:
+    """``config`` whose model takes the dataset's images as DATA.yaml describes them (``channels``,
+    ``intensity``, ``window``, per-channel ``mean`` / ``std``: ``data_yaml.pixel_config``), and the
+    data config with ``given`` (the command line's ``intensity`` / ``window``) over DATA.yaml's: an
+    explicit option wins and says so. The checkpoint stores the result, so that evaluation and
+    prediction map images exactly as training did."""
+    said = dict(data_config.pixels)
+    if given:
+        pixels = dict(said)
+        if "window" in given or given.get("intensity", "window") != "window":
+            pixels.pop("window", None)  # the file's window belongs to the file's rule
+        pixels.update(given)
+        if "window" in given:
+            pixels.setdefault("intensity", "window")
+        if pixels.get("intensity") == "window" and "window" not in pixels and not config.model.pixels.window:
+            raise ConfigError("--intensity window clips to a fixed range: give it with --window LOW,HIGH")
+        data_config = replace(data_config, pixels=pixels)
+    images = pixel_config(data_config, config.model.pixels)
+    rule = images.intensity + (" {:g}..{:g}".format(*images.window) if images.intensity == "window" else "")
+    origin = ""
+    if given:
+        before = said.get("intensity", "window" if "window" in said else None)
+        replaced = before is not None and (before, tuple(said.get("window", ()))) != (images.intensity, images.window)
+        origin = f" (command line, over DATA.yaml's intensity {before!r})" if replaced else " (command line)"
+    logger.info("images: %d channel%s, intensity %s%s; 8-bit images pass as they are", images.channels,
+                "s" * (images.channels != 1), rule, origin)
+    return replace(config, model=replace(config.model, pixels=images)), data_config
+
+
 def initialise_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
-    """Fine-tuning start: copy every weight of ``path`` whose name and shape fit; the class head
-    (and anything else that does not fit) keeps its fresh initialisation. Returns the report."""
+    """Fine-tuning start: copy every weight of ``path`` whose name and shape fit; an RGB stem
+    given to a model of other input channels is adapted (``adapt_stem``: timm's rule); the class
+    head (and anything else that does not fit) keeps its fresh initialisation. Returns the report."""
     _, state = read_checkpoint(path)
+    state = dict(state)
     own = model.state_dict()
+    stem = getattr(getattr(model, "backbone", None), "stem_weight", None)
+    adapted = []
+    if stem is not None and f"backbone.{stem}" in own and \
+            adapt_stem(state, f"backbone.{stem}", own[f"backbone.{stem}"], str(path)):
+        adapted.append(f"backbone.{stem}")
     kept, reinit, unused = [], [], []
     for key, value in state.items():
         if key in own and own[key].shape == value.shape:
@@ -115,13 +152,17 @@ def initialise_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str
             unused.append(key)
     reinit = sorted(set(own) - set(kept))
     model.load_state_dict(own)
-    return {"kept": kept, "reinitialised": reinit, "unused": unused}
+    return {"kept": kept, "reinitialised": reinit, "unused": unused, "adapted": adapted}
 
 
 def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.PathLike, *, resume: bool = False,
           allow_config_change: bool = False, init: str | os.PathLike | None = None, device: str = "cpu",
-          skip_bad: bool = False, max_skipped: float = 0.1, progress: bool = True) -> Path:
+          skip_bad: bool = False, max_skipped: float = 0.1, progress: bool = True,
+          pixels: Mapping[str, Any] | None = None) -> Path:
     """Train and return the path of ``model_final.pt`` (which ``load_model`` reads).
+
+    The model takes the images as DATA.yaml describes them (``adopt_images``); ``pixels``
+    (``intensity`` / ``window``, the command line's) win over the file's.
 
     The output folder is locked for the run's duration (one writer per folder). ``resume``
     continues from ``checkpoints/last.pt`` with the settings the run started with, unless
@@ -138,22 +179,25 @@ def train(config: TrainConfig, data: str | os.PathLike, output_dir: str | os.Pat
     try:
         with folder_lock(out, "training run") if dist.is_main() else contextlib.nullcontext(out):
             return _train_locked(config, data, out, dev, multi, resume=resume, allow_config_change=allow_config_change,
-                                 init=init, skip_bad=skip_bad, max_skipped=max_skipped, progress=progress)
+                                 init=init, skip_bad=skip_bad, max_skipped=max_skipped, progress=progress,
+                                 pixels=pixels)
     finally:
         dist.cleanup()
 
 
 def _train_locked(config: TrainConfig, data: str | os.PathLike, out: Path, dev: torch.device, multi: bool, *,
                   resume: bool, allow_config_change: bool, init: str | os.PathLike | None, skip_bad: bool,
-                  max_skipped: float, progress: bool) -> Path:
+                  max_skipped: float, progress: bool, pixels: Mapping[str, Any] | None = None) -> Path:
     ckpt_dir = out / "checkpoints"
     if dist.is_main():
         removed = remove_stale_temp_files(ckpt_dir) + remove_stale_temp_files(out)
         if removed:
             logger.info("removed %d temporary files an interrupted write left in %s", removed, out)
     data_config = for_model(load_data_config(data), config.model)  # Cityscapes: the class set the model learns
-    train_split = build_split(data_config, "train", skip_bad=skip_bad)
-    val_split = build_split(data_config, "val", skip_bad=skip_bad) if "val" in data_config.splits else None
+    config, data_config = adopt_images(config, data_config, pixels)
+    train_split = build_split(data_config, "train", skip_bad=skip_bad, pixels=config.model.pixels)
+    val_split = build_split(data_config, "val", skip_bad=skip_bad, pixels=config.model.pixels) \
+        if "val" in data_config.splits else None
     config = adopt_dataset(config, train_split, data_config.format).validate()
 
     torch.manual_seed(config.seed)
@@ -197,7 +241,7 @@ def _train_locked(config: TrainConfig, data: str | os.PathLike, out: Path, dev: 
             save_model(model, final, config.model)
             if val_split is not None:
                 metrics = _evaluate_and_log(model, val_split, data_config.format, run_logger, config.max_iter)
-                (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+                (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=1))
         dist.barrier()
     finally:
         run_logger.close()
@@ -348,8 +392,9 @@ class _Trainer:
 
 def _initialise_and_report(model: torch.nn.Module, init: str | os.PathLike) -> None:
     report = initialise_from(model, init)
-    logger.info("initialised from %s: %d tensors kept, %d re-initialised (%s), %d unused", init,
-                len(report["kept"]), len(report["reinitialised"]),
+    logger.info("initialised from %s: %d tensors kept (%d adapted to the input channels: %s), %d re-initialised "
+                "(%s), %d unused", init, len(report["kept"]), len(report["adapted"]),
+                ", ".join(report["adapted"]) or "none", len(report["reinitialised"]),
                 ", ".join(sorted({k.rsplit(".", 1)[0] for k in report["reinitialised"]})) or "none",
                 len(report["unused"]))
 

@@ -30,6 +30,7 @@ FORMAT_TASKS = {
     "coco_panoptic": ("semantic", "instance", "panoptic"),
     "cityscapes": ("semantic", "instance", "panoptic"),
     "folder": ("semantic", "instance", "panoptic"),
+    "geotiff": ("semantic", "instance", "panoptic"),  # label rasters: thing classes split by connected components
     "semantic": ("semantic",),
     "coco_instances": ("instance",),
     "lvis": ("instance",),

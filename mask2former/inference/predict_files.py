@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from mask2former.data.image import list_images, read_image
+from mask2former.data.tile_grid import DEFAULT_OVERLAP, DEFAULT_TILE
 from mask2former.device import resolve_device
-from mask2former.errors import Mask2FormerError
+from mask2former.errors import ConfigError, Mask2FormerError, brief
 from mask2former.inference.predictor import Predictor, check_batch_size, parse_tasks
+from mask2former.inference.tiled_files import predict_tiled_file, wants_tiles
+from mask2former.inference.tiling import TileOptions
 from mask2former.inference.writers import ResultWriter, check_score_threshold
 from mask2former.progress import Progress
 from mask2former.weights import load_model
@@ -72,30 +75,59 @@ def _reason(error: Mask2FormerError, path: Path) -> str:
 def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
             task: str | Sequence[str] = "panoptic", *, preset: str | None = None, device: str = "cpu",
             batch_size: int = 1, overlays: bool = True, score_threshold: float = 0.5, strict: bool = False,
-            progress: bool = False) -> PredictionReport:
+            progress: bool = False, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
+            axis: int | str = "auto") -> PredictionReport:
     """Run a checkpoint over images and write results under ``output`` (see ``writers``).
 
     A bad image is logged, skipped and listed in the report's ``failed``; with ``strict`` the first
     one stops the run by raising its error. Options, the device and the inputs are checked before
     the model loads; the output folder is locked for the run and its index merged (``ResultWriter``).
+
+    ``tile``: georeferenced rasters are predicted tiled (``tile`` pixels, default the model's test
+    size ``inference.min_size``, so tiles are not resized; 0: never tile),
+    and so is any image larger than ``tile`` when it is given; windows overlap by ``overlap``
+    (see ``tiled_files``). Tiled files run after the others; instances scoring below
+    ``score_threshold`` are dropped in each tile before merging.
+
+    Medical volumes (``.nii`` / ``.nii.gz`` files, DICOM series folders) are predicted slice by
+    slice along ``axis`` into label volumes of the input's format and geometry (``predict_volumes``).
     """
+    from mask2former.inference.predict_volumes import is_volume_input, predict_volume_files
+
+    if any(is_volume_input(p) for p in inputs):  # label volumes in the input's format, not image results
+        done = predict_volume_files(checkpoint, inputs, output, preset=preset, device=device, batch_size=batch_size,
+                                    axis=axis, strict=strict)
+        return PredictionReport(Path(output), total=len(done.written) + len(done.failed), written=done.written,
+                                failed=[(Path(f.path), f.problem) for f in done.failed])
     tasks = parse_tasks(task)
     batch_size = check_batch_size(batch_size)
     score_threshold = check_score_threshold(score_threshold)
+    options = _tile_options(tile, overlap, score_threshold)
     resolve_device(device)
     paths = list_images(list(inputs))
     model = load_model(checkpoint, preset=preset, device=device)
     predictor = Predictor(model, device=device, batch_size=batch_size)
+    if not tile:  # tiles at the model's test size are predicted at the raster's own resolution
+        options = replace(options, tile=max(32, predictor.inference.min_size))
     report = PredictionReport(Path(output), total=len(paths))
+    stems = dict(zip(paths, _unique_stems(paths)))
+    tiled = [p for p in paths if wants_tiles(p, tile)]
+    tiled_set = set(tiled)
+    plain = [p for p in paths if p not in tiled_set]
     with ResultWriter(output, predictor.config, tasks, overlays=overlays, score_threshold=score_threshold) as writer:
         try:
             if progress:
                 from tqdm.contrib.logging import logging_redirect_tqdm
 
                 with logging_redirect_tqdm(), Progress(total=len(paths), desc="predict", unit="img") as bar:
-                    _run(predictor, writer, paths, tasks, report, strict=strict, overlays=overlays, step=bar.update)
+                    _run(predictor, writer, plain, stems, tasks, report, strict=strict, overlays=overlays,
+                         step=bar.update)
+                    _run_tiled(predictor, writer, tiled, stems, tasks, options, report, strict=strict,
+                               overlays=overlays, step=bar.update)
             else:
-                _run(predictor, writer, paths, tasks, report, strict=strict, overlays=overlays, step=None)
+                _run(predictor, writer, plain, stems, tasks, report, strict=strict, overlays=overlays, step=None)
+                _run_tiled(predictor, writer, tiled, stems, tasks, options, report, strict=strict, overlays=overlays,
+                           step=None)
         except Mask2FormerError:
             if not strict:
                 raise
@@ -106,10 +138,38 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     return report
 
 
-def _run(predictor: Predictor, writer: ResultWriter, paths: list[Path], tasks: tuple[str, ...],
-         report: PredictionReport, *, strict: bool, overlays: bool, step: Callable[[int], object] | None) -> None:
+def _tile_options(tile: int | None, overlap: float, score_threshold: float) -> TileOptions:
+    """The tiling options, checked before anything loads (``tile`` None or 0: a placeholder size
+    until the model's is known)."""
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
+        raise ConfigError(f"--tile: expected a whole number of pixels >= 32 (0: never tile), got {brief(tile)}")
+    return TileOptions(tile=tile or DEFAULT_TILE, overlap=overlap, min_score=score_threshold)
+
+
+def _run_tiled(predictor: Predictor, writer: ResultWriter, paths: list[Path], stems: dict[Path, str],
+               tasks: tuple[str, ...], options: TileOptions, report: PredictionReport, *, strict: bool,
+               overlays: bool, step: Callable[[int], object] | None) -> None:
+    """Predict and write each file tiled, reporting bad ones into ``report``."""
+    for path in paths:
+        try:
+            predict_tiled_file(predictor, writer, path, stems[path], tasks, options, overlays=overlays)
+        except Mask2FormerError as error:
+            if strict:
+                raise
+            reason = _reason(error, path)
+            report.failed.append((path, reason))
+            logger.warning("skipped %s: %s", path, reason)
+        else:
+            report.written.append(path)
+        if step is not None:
+            step(1)
+
+
+def _run(predictor: Predictor, writer: ResultWriter, paths: list[Path], all_stems: dict[Path, str],
+         tasks: tuple[str, ...], report: PredictionReport, *, strict: bool, overlays: bool,
+         step: Callable[[int], object] | None) -> None:
     """Read, predict and write every image in order, reporting bad ones into ``report``."""
-    stems = _unique_stems(paths)
+    stems = [all_stems[p] for p in paths]
     fed: list[int] = []  # fed[j]: the path index of the j-th image handed to the predictor
     images: dict[int, np.ndarray] = {}  # by feed position, until written
 

@@ -15,7 +15,8 @@ from PIL import Image
 
 from mask2former.config import InferenceConfig, ModelConfig
 from mask2former.data import collate
-from mask2former.data.image import ImageError, read_image, to_rgb
+from mask2former.data.image import ImageError, read_image, to_array
+from mask2former.data.intensity import OnModelScale, as_image_array, match_channels, resize_channels, to_model_input
 from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
 from mask2former.errors import ConfigError, Mask2FormerError, brief
@@ -24,14 +25,14 @@ from mask2former.inference import postprocess as pp
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult
 
-ImageInput = str | os.PathLike | Image.Image | np.ndarray
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | OnModelScale
 OnError = Callable[[int, Mask2FormerError], None]
 
 
 @dataclass
 class _Prepared:
     index: int
-    tensor: torch.Tensor  # [3, h, w] uint8, resized to the test size, not yet normalised or padded
+    tensor: torch.Tensor  # [C, h, w] on the model's scale (uint8 or float32), at the test size, not yet normalised
     original_size: tuple[int, int]
     file_name: str
 
@@ -116,28 +117,40 @@ class Predictor:
 
     # ------------------------------------------------------------------ input preparation
     def _load(self, image: ImageInput, index: int) -> tuple[np.ndarray, str]:
+        """``[H, W, channels]`` on the model's scale, and the file name ("" for arrays): files, PIL
+        images and arrays are decoded as ``read_image`` decodes them, then mapped by the model's
+        intensity rule (``to_model_input``: 8-bit unchanged, 1 channel replicated for RGB)."""
+        name = ""
+        if isinstance(image, OnModelScale):
+            pixels = as_image_array(image.pixels, f"image {index}")
+            return match_channels(pixels, self.pixels.channels, f"image {index}"), ""
         if isinstance(image, str | os.PathLike):
-            return read_image(image), str(image)
-        if isinstance(image, Image.Image):
-            return to_rgb(image, f"image {index}"), ""
-        if isinstance(image, np.ndarray):
-            if image.ndim == 2:
-                image = np.repeat(image[:, :, None], 3, axis=2)
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ImageError(f"image {index}: expected an [H, W, 3] uint8 RGB array, got "
-                                 f"{image.dtype} {tuple(image.shape)}")
-            return image, ""
-        raise ImageError(f"image {index}: expected a path, PIL image or numpy array, got {type(image).__name__}")
+            raw, name = read_image(image), str(image)
+        elif isinstance(image, Image.Image):
+            raw = to_array(image, f"image {index}")
+        elif isinstance(image, np.ndarray):
+            raw = image
+        else:
+            raise ImageError(f"image {index}: expected a path, PIL image or numpy array, got {type(image).__name__}")
+        return to_model_input(raw, self.pixels, name or f"image {index}"), name
+
+    @staticmethod
+    def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """8-bit RGB as the reference resizes it (``resize_image``); any other image channel by channel
+        with the same filter (``resize_channels``)."""
+        if image.dtype == np.uint8 and image.shape[2] == 3:
+            return resize_image(image, size)
+        return resize_channels(image, size)
 
     def test_size(self, height: int, width: int, name: str = "image") -> tuple[int, int]:
         """The size an image of ``height x width`` is resized to (``ImageError`` if too thin)."""
         return inference_size(height, width, self.inference.min_size, self.inference.max_size, name)
 
     def prepare(self, image: ImageInput, index: int = 0) -> _Prepared:
-        rgb, name = self._load(image, index)
-        h, w = rgb.shape[:2]
+        pixels, name = self._load(image, index)
+        h, w = pixels.shape[:2]
         size = self.test_size(h, w, name or f"image {index}")
-        tensor = torch.from_numpy(np.require(resize_image(rgb, size), requirements=["C", "W"])).permute(2, 0, 1)
+        tensor = torch.from_numpy(np.require(self._resize(pixels, size), requirements=["C", "W"])).permute(2, 0, 1)
         return _Prepared(index, tensor.to(self.device), (h, w), name)
 
     def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
@@ -211,16 +224,16 @@ class Predictor:
         ``tta_views``), and is also taken flipped; every view's scores come back at the original
         size and all views count equally. No view is dropped: one the model cannot run is an
         ``ImageError`` naming the image and the view."""
-        rgb, name = self._load(image, 0)
+        pixels, name = self._load(image, 0)
         label = name or "image"
-        h, w = rgb.shape[:2]
-        base = resize_image(rgb, self.test_size(h, w, label))
+        h, w = pixels.shape[:2]
+        base = self._resize(pixels, self.test_size(h, w, label))
         default_sizes, default_max = tta_views(self.config)
         sizes = tta_view_sizes(base.shape[0], base.shape[1], min_sizes or default_sizes, max_size or default_max)
         total: torch.Tensor | None = None
         count = 0
         for size in sizes:
-            view = resize_image(base, _positive(size, label))
+            view = self._resize(base, _positive(size, label))
             for flipped in (False, True) if flip else (False,):
                 scores = self._view_scores(view, flipped, (h, w), label)
                 total = scores if total is None else total + scores  # the reference's order of summation

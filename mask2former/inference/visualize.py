@@ -1,4 +1,9 @@
-"""Overlay images for people: segments blended over the photo, outlined and labelled."""
+"""Overlay images for people: segments blended over the photo, outlined and labelled.
+
+The photo is what ``read_image`` decoded: 8-bit RGB as it is; a 16-bit or float image through the
+model's intensity rule, and an N-channel one as the three channels ``pixels.display_channels``
+choose (``data.intensity.display_image``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mask2former.config import PixelConfig
+from mask2former.data.intensity import display_image
 from mask2former.structures import ImageResult
 
 
@@ -63,8 +70,11 @@ def _draw(image: np.ndarray, ids: np.ndarray, colors: dict[int, np.ndarray], lab
 
 
 def overlay(image: np.ndarray, result: ImageResult, task: str, class_names: Sequence[str],
-            class_colors: np.ndarray, *, score_threshold: float = 0.5, alpha: float = 0.55) -> Image.Image:
-    """The photo ``[H, W, 3]`` with one task's result drawn over it."""
+            class_colors: np.ndarray, *, score_threshold: float = 0.5, alpha: float = 0.55,
+            pixels: PixelConfig | None = None) -> Image.Image:
+    """The image ``[H, W]`` or ``[H, W, C]`` (any dtype, as ``read_image`` gives it) with one task's
+    result drawn over it; ``pixels`` (the model's) say how to show it (default: the default rule)."""
+    image = display_image(image, pixels)
     if task == "panoptic":
         assert result.panoptic is not None
         ids = result.panoptic.segments.cpu().numpy()

@@ -17,11 +17,12 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from mask2former.atomic_files import remove_stale_temp_files, write_json_atomic
@@ -30,7 +31,10 @@ from mask2former.errors import ConfigError, brief
 from mask2former.folder_lock import FolderLock
 from mask2former.formats import bbox_xywh, encode_rle, id_to_rgb
 from mask2former.inference.visualize import overlay, palette
-from mask2former.structures import ImageResult
+from mask2former.structures import ImageResult, PanopticResult, SemanticResult
+
+if TYPE_CHECKING:
+    from mask2former.inference.tiling import TiledResult
 
 
 def image_id_for(stem: str) -> int | str:
@@ -77,6 +81,23 @@ def _records(path: Path, value: Any, *keys: str) -> list[dict]:
 
 def _category_key(categories: Iterable[dict]) -> list[tuple[Any, Any, bool]]:
     return [(c.get("id"), c.get("name"), bool(c.get("isthing"))) for c in categories]
+
+
+def _drawing_view(result: TiledResult) -> ImageResult:
+    """What ``overlay`` reads of a tiled result (labels, segment ids, masks), for drawing only:
+    its semantic part has no scores."""
+    from mask2former.inference.tiling import instances_to_result
+
+    view = ImageResult(height=result.height, width=result.width, file_name=result.file_name)
+    if result.semantic is not None and result.semantic.labels is not None:
+        labels = torch.from_numpy(result.semantic.labels)
+        view.semantic = SemanticResult(scores=torch.empty(0), labels=labels)
+    if result.instances is not None:
+        view.instance = instances_to_result(result.instances, result.height, result.width)
+    if result.panoptic is not None:
+        view.panoptic = PanopticResult(segments=torch.from_numpy(result.panoptic.segments.astype(np.int32)),
+                                       segments_info=result.panoptic.segments_info)
+    return view
 
 
 class ResultWriter:
@@ -158,10 +179,33 @@ class ResultWriter:
             ) -> None:
         """Write one image's files, then list it: an interrupted add removes what it wrote, so the
         index never names a missing or partial file."""
+        image_id = self._listed(result, stem, image_id,
+                                lambda i, written: self._write_files(result, stem, image, i, written))
+        if result.instance is not None:
+            self.instances.extend(self._instance_entries(result, image_id))
+
+    def add_tiled(self, result: TiledResult, stem: str, image: np.ndarray | None = None,
+                  image_id: int | str | None = None) -> None:
+        """``add`` for a tiled prediction, from its compact maps and mask crops (no ``[N, H, W]``
+        masks, no semantic scores); ``image`` is drawn over only when given."""
+        image_id = self._listed(result, stem, image_id,
+                                lambda i, written: self._write_tiled_files(result, stem, image, i, written))
+        for inst in result.instances or []:
+            mask = np.zeros((result.height, result.width), dtype=bool)  # one full-size mask at a time
+            mask[inst.mask.window.slices] = inst.mask.mask
+            x0, y0, x1, y1 = inst.mask.box_xyxy
+            self.instances.append({"image_id": image_id, "category_id": self.dataset_ids[inst.label],
+                                   "segmentation": encode_rle(mask), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                   "score": round(float(inst.score), 6)})
+
+    def _listed(self, result: ImageResult | TiledResult, stem: str, image_id: int | str | None,
+                write: Callable[[int | str, list[Path]], dict | None]) -> int | str:
+        """Run ``write`` (which appends each file to the list it is given before writing it), then
+        list the image and its panoptic annotation; on any failure remove what was written."""
         image_id = image_id if image_id is not None else image_id_for(stem)
         written: list[Path] = []
         try:
-            annotation = self._write_files(result, stem, image, image_id, written)
+            annotation = write(image_id, written)
         except BaseException:
             for path in written:
                 with contextlib.suppress(OSError):
@@ -172,8 +216,38 @@ class ResultWriter:
                             "height": result.height, "width": result.width})
         if annotation is not None:
             self.panoptic_annotations.append(annotation)
-        if result.instance is not None:
-            self.instances.extend(self._instance_entries(result, image_id))
+        return image_id
+
+    def _write_tiled_files(self, result: TiledResult, stem: str, image: np.ndarray | None, image_id: int | str,
+                           written: list[Path]) -> dict | None:
+        from scipy import ndimage
+
+        annotation = None
+        if result.panoptic is not None:
+            ids = result.panoptic.segments
+            written.append(self.out / "panoptic" / f"{stem}.png")
+            Image.fromarray(id_to_rgb(ids)).save(written[-1])
+            boxes = ndimage.find_objects(ids.astype(np.int32, copy=False))
+            segments = []
+            for s in result.panoptic.segments_info:
+                box = boxes[s.id - 1] if s.id - 1 < len(boxes) else None
+                bbox = [0.0] * 4 if box is None else [float(box[1].start), float(box[0].start),
+                                                      float(box[1].stop - box[1].start),
+                                                      float(box[0].stop - box[0].start)]
+                segments.append({"id": s.id, "category_id": self.dataset_ids[s.label], "iscrowd": 0, "area": s.area,
+                                 "bbox": bbox, "isthing": s.isthing, "score": round(s.score, 6)})
+            annotation = {"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments}
+        if result.semantic is not None and result.semantic.labels is not None:
+            written.append(self.out / "semantic" / f"{stem}.png")
+            save_semantic_png(result.semantic.labels, written[-1])
+        if self.overlays and image is not None:
+            view = _drawing_view(result)
+            for task in self.tasks:
+                drawn = overlay(image, view, task, self.names, self.colors, score_threshold=self.score_threshold,
+                                pixels=self.config.pixels)
+                written.append(self.out / "overlays" / f"{stem}_{task}.png")
+                drawn.save(written[-1])
+        return annotation
 
     def _write_files(self, result: ImageResult, stem: str, image: np.ndarray | None, image_id: int | str,
                      written: list[Path]) -> dict | None:
@@ -190,7 +264,8 @@ class ResultWriter:
             save_semantic_png(result.semantic.labels.cpu().numpy(), written[-1])
         if self.overlays and image is not None:
             for task in self.tasks:
-                drawn = overlay(image, result, task, self.names, self.colors, score_threshold=self.score_threshold)
+                drawn = overlay(image, result, task, self.names, self.colors, score_threshold=self.score_threshold,
+                                pixels=self.config.pixels)
                 written.append(self.out / "overlays" / f"{stem}_{task}.png")
                 drawn.save(written[-1])
         return annotation

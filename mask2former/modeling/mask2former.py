@@ -41,8 +41,10 @@ class Mask2Former(nn.Module):
                                  aux=[Prediction(c, m) for c, m in aux])
 
     def forward(self, pixel_values: torch.Tensor) -> Mask2FormerOutput:
-        """pixel_values ``[B, 3, H, W]``, normalised RGB. Returns logits at ``H/4 x W/4``."""
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(f"pixel_values must be [B, 3, H, W], got {tuple(pixel_values.shape)}")
+        """pixel_values ``[B, C, H, W]``, normalised (C: the stem's channels, 3 for RGB). Returns
+        logits at ``H/4 x W/4``."""
+        channels = getattr(self.backbone, "in_channels", 3)
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != channels:
+            raise ValueError(f"pixel_values must be [B, {channels}, H, W], got {tuple(pixel_values.shape)}")
         mask_features, multi_scale = self.forward_features(pixel_values)
         return self.forward_decoder(mask_features, multi_scale)

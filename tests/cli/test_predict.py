@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from mask2former import save_model
@@ -65,7 +66,7 @@ def test_unknown_preset_and_task(tmp_path, checkpoint, capsys):
 # One bad item never costs the good ones, and never passes silently.
 
 GOOD = ["a_rgb.jpg", "b_gray.png", "c_rgba.png"]
-BAD = {"d_truncated.png": "truncated", "e_text.png": "not an image", "f_16bit.png": "16-bit",
+BAD = {"d_truncated.png": "truncated", "e_text.png": "not an image", "f_nan.tif": "NaN or infinite",
        "g_thin.png": "too thin"}
 
 
@@ -82,7 +83,9 @@ def hostile_folder(tmp_path):
     data = (folder / "d_truncated.png").read_bytes()
     (folder / "d_truncated.png").write_bytes(data[: len(data) // 2])
     (folder / "e_text.png").write_text("these are my notes, not a picture\n")
-    Image.fromarray(np.full((30, 30), 4000, np.uint16)).save(folder / "f_16bit.png")
+    nan = np.ones((30, 30), np.float32)
+    nan[3, 3] = np.nan  # a float image no intensity rule can place
+    tifffile.imwrite(folder / "f_nan.tif", nan)
     Image.fromarray(random_image(1, 3000, 5)).save(folder / "g_thin.png")
     # move a good image after the bad ones, so a run that stopped at the first bad one would lose it
     (folder / "c_rgba.png").rename(folder / "h_rgba.png")

@@ -1,4 +1,5 @@
-"""Images of every common mode become RGB uint8, or fail with the file name and the problem."""
+"""Images of every common mode become RGB uint8, 16-bit / float / multi-band ones keep their values,
+or they fail with the file name and the problem."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from mask2former.data import image as image_module
@@ -22,6 +24,7 @@ from mask2former.data.image import (
     open_image,
     read_image,
     set_max_image_pixels,
+    to_rgb,
 )
 from mask2former.errors import ConfigError, DatasetError, Mask2FormerError
 
@@ -48,10 +51,56 @@ def test_exif_orientation_applied(tmp_path):
     assert read_image(tmp_path / "r.jpg").shape == (20, 10, 3)
 
 
-def test_sixteen_bit_is_rejected_clearly(tmp_path):
-    Image.fromarray(np.full((8, 8), 4000, dtype=np.uint16)).save(tmp_path / "deep.png")
-    with pytest.raises(ImageError, match=r"deep\.png: 16-bit image is not supported"):
-        read_image(tmp_path / "deep.png")
+def test_sixteen_bit_and_float_images_keep_their_values(tmp_path):
+    """Read as float32 raw values for the model's intensity rule, never squeezed into 8 bits here."""
+    deep = np.random.default_rng(0).integers(0, 65536, (9, 11)).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png")
+    assert out.dtype == np.float32 and out.shape == (9, 11, 1) and np.array_equal(out[..., 0], deep)
+    floats = np.random.default_rng(1).normal(0, 1000, (9, 11)).astype(np.float32)
+    Image.fromarray(floats).save(tmp_path / "pillow_float.tif")
+    tifffile.imwrite(tmp_path / "float.tif", floats)
+    for name in ("pillow_float.tif", "float.tif"):
+        assert np.array_equal(read_image(tmp_path / name)[..., 0], floats), name
+    with Image.open(tmp_path / "deep.png") as image, pytest.raises(ImageError, match="16-bit image has no 8-bit"):
+        to_rgb(image, "deep.png")
+
+
+def test_multi_band_tiff_stacks_are_read_band_last(tmp_path):
+    rng = np.random.default_rng(0)
+    bands = rng.integers(0, 65536, (20, 30, 5)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "contig.tif", bands, photometric="minisblack", planarconfig="contig")
+    tifffile.imwrite(tmp_path / "pages.tiff", np.moveaxis(bands, 2, 0))  # one band per page
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(bands[..., :3], 2, 0), photometric="rgb",
+                     planarconfig="separate")
+    for name, expected in (("contig.tif", bands), ("pages.tiff", bands), ("planar.tif", bands[..., :3])):
+        out = read_image(tmp_path / name)
+        assert out.dtype == np.float32 and np.array_equal(out, expected), name
+    rgbn = rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)  # 8-bit RGB + NIR: four bands, not RGBA
+    tifffile.imwrite(tmp_path / "rgbn.tif", rgbn, photometric="rgb", extrasamples=["unspecified"])
+    out = read_image(tmp_path / "rgbn.tif")
+    assert out.dtype == np.uint8 and np.array_equal(out, rgbn)
+    tifffile.imwrite(tmp_path / "cube.tif", rng.integers(0, 9, (2, 3, 20, 30)).astype(np.uint16))
+    with pytest.raises(ImageError, match=r"cube\.tif: TIFF of axes .* holds more than one stack of bands"):
+        read_image(tmp_path / "cube.tif")
+
+
+def test_eight_bit_tiffs_read_as_pillow_always_read_them(tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.tif")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.tif")
+    Image.fromarray(rgba[..., 0]).convert("P").save(tmp_path / "palette.tif")
+    assert np.array_equal(read_image(tmp_path / "rgba.tif"), rgba[..., :3])  # alpha dropped, as before
+    assert np.array_equal(read_image(tmp_path / "rgb.tif"), rgba[..., :3])
+    with Image.open(tmp_path / "palette.tif") as image:
+        assert np.array_equal(read_image(tmp_path / "palette.tif"), np.asarray(image.convert("RGB")))
+
+
+def test_tiff_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((4, 100, 60), dtype=np.uint16))
+    monkeypatch.setenv("MASK2FORMER_MAX_IMAGE_PIXELS", "5000")
+    with pytest.raises(ImageError, match=r"big\.tif: image has 6,000 pixels \(100x60, HxW\), more than the limit"):
+        read_image(tmp_path / "big.tif")
 
 
 def test_missing_and_non_images(tmp_path):

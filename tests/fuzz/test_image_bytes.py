@@ -53,13 +53,30 @@ def seed_files() -> dict[str, tuple[str, bytes]]:
         "gif_animated": (".gif", _encode(labels.convert("P"), "GIF", save_all=True,
                                          append_images=[rgb.convert("P")], duration=10, loop=0)),
         "webp_lossless_alpha": (".webp", _encode(rgb.convert("RGBA"), "WEBP", lossless=True)),
+        "tiff_bands_uint16": (".tif", _tifffile(rng.integers(0, 65535, (H, W, 5)).astype(np.uint16),
+                                               photometric="minisblack", planarconfig="contig")),
+        "tiff_pages_float_deflate": (".tiff", _tifffile(rng.random((4, H, W), dtype=np.float32),
+                                                        compression="zlib")),
     }
+
+
+def _tifffile(array: np.ndarray, **options) -> bytes:
+    """A TIFF as tifffile writes multi-band stacks (the files Pillow cannot read)."""
+    tifffile = pytest.importorskip("tifffile")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array, **options)
+    return buffer.getvalue()
 
 
 SEEDS = seed_files()
 
 
 def _check_image(array: np.ndarray) -> None:
+    """``read_image``'s contract: 8-bit RGB, or the float32 raw values of 16-bit / float / multi-band files."""
+    assert array.ndim == 3 and min(array.shape) >= 1 and array.dtype in (np.uint8, np.float32)
+
+
+def _check_rgb(array: np.ndarray) -> None:
     assert array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8 and min(array.shape[:2]) >= 1
 
 
@@ -67,7 +84,7 @@ def _check_label_map(array: np.ndarray) -> None:
     assert array.ndim == 2 and array.dtype.kind in "uib" and min(array.shape) >= 1
 
 
-READERS = [(read_image, _check_image), (read_label_map, _check_label_map), (read_rgb_png, _check_image)]
+READERS = [(read_image, _check_image), (read_label_map, _check_label_map), (read_rgb_png, _check_rgb)]
 
 
 @pytest.mark.parametrize("name", sorted(SEEDS))

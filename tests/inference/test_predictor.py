@@ -76,8 +76,12 @@ def test_inputs_of_every_kind(tiny_model, tmp_path):
 
 def test_bad_inputs(tiny_model, tmp_path):
     predictor = Predictor(tiny_model)
-    with pytest.raises(ImageError, match="expected an \\[H, W, 3\\] uint8"):
-        predictor(np.zeros((10, 10, 3), dtype=np.float32))
+    with pytest.raises(ImageError, match="expected an \\[H, W\\] or \\[H, W, C\\] image array"):
+        predictor(np.zeros((1, 10, 10, 3), dtype=np.uint8))
+    with pytest.raises(ImageError, match="image 0: pixels of type complex64 are not image intensities"):
+        predictor(np.zeros((10, 10, 3), dtype=np.complex64))
+    with pytest.raises(ImageError, match="image 0: the image has 4 channels but the model takes 3"):
+        predictor(np.zeros((10, 10, 4), dtype=np.uint8))
     with pytest.raises(ImageError, match="missing.png: file not found"):
         predictor(str(tmp_path / "missing.png"))
     with pytest.raises(ValueError, match="unknown task 'depth'"):

@@ -1,4 +1,4 @@
-"""Backbones: each maps ``[B, 3, H, W]`` to ``{"res2": .., "res5": ..}`` and reports
+"""Backbones: each maps ``[B, in_channels, H, W]`` (3 for RGB) to ``{"res2": .., "res5": ..}`` and reports
 ``out_channels`` and ``strides`` per level (4, 8, 16, 32 for these two); ``build.py`` hands both to
 the pixel decoder, which assumes no stride of its own."""
 
@@ -17,5 +17,7 @@ class Backbone(Protocol):
 
     out_channels: dict[str, int]
     strides: dict[str, int]
+    in_channels: int
+    stem_weight: str  # the name of the stem's convolution weight ``[out, in_channels, k, k]``
 
     def __call__(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]: ...

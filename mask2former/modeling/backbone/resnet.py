@@ -33,9 +33,13 @@ class ResNetBackbone(nn.Module):
 
     ``depth`` is one of 18, 34, 50, 101, 152; ``norm`` "FrozenBN" (the reference's), "BN" or
     "SyncBN" (plain BN here; the training engine converts it to SyncBatchNorm when distributed).
+    ``in_channels`` is what the stem takes (3 for RGB); ``stem_weight`` names its convolution, the
+    one tensor that depends on it.
     """
 
-    def __init__(self, *, depth: int, norm: str) -> None:
+    stem_weight = "conv1.weight"
+
+    def __init__(self, *, depth: int, norm: str, in_channels: int) -> None:
         super().__init__()
         builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
                     50: torchvision.models.resnet50, 101: torchvision.models.resnet101,
@@ -45,6 +49,10 @@ class ResNetBackbone(nn.Module):
         if norm not in _NORMS:
             raise ValueError(f"ResNet norm must be one of {sorted(_NORMS)}, got {norm!r}")
         net = builders[depth](weights=None, norm_layer=_NORMS[norm])
+        self.in_channels = in_channels
+        if in_channels != 3:  # torchvision's stem, initialised as torchvision initialises it, for N channels
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         width = 64 * (4 if depth >= 50 else 1)

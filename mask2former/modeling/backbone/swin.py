@@ -175,12 +175,13 @@ class SwinStage(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """The stem: non-overlapping ``patch_size`` patches of the RGB image -> ``embed_dim`` tokens."""
+    """The stem: non-overlapping ``patch_size`` patches of the image (``in_channels``, 3 for RGB)
+    -> ``embed_dim`` tokens."""
 
-    def __init__(self, *, embed_dim: int, patch_size: int = 4) -> None:
+    def __init__(self, *, embed_dim: int, patch_size: int = 4, in_channels: int) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,13 +196,17 @@ class SwinBackbone(nn.Module):
     """Swin-T/S/B/L (and smaller test variants) returning res2..res5.
 
     ``depths`` and ``num_heads`` hold one entry per stage; stochastic depth grows linearly from 0
-    to ``drop_path_rate`` over all blocks.
+    to ``drop_path_rate`` over all blocks. ``in_channels`` is what the stem takes (3 for RGB);
+    ``stem_weight`` names its convolution, the one tensor that depends on it.
     """
 
+    stem_weight = "patch_embed.proj.weight"
+
     def __init__(self, *, embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window_size: int,
-                 mlp_ratio: float, drop_path_rate: float) -> None:
+                 mlp_ratio: float, drop_path_rate: float, in_channels: int) -> None:
         super().__init__()
-        self.patch_embed = PatchEmbed(embed_dim=embed_dim)
+        self.in_channels = in_channels
+        self.patch_embed = PatchEmbed(embed_dim=embed_dim, in_channels=in_channels)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         dims = [embed_dim * 2**i for i in range(len(depths))]
         self.layers = nn.ModuleList()
