@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mask2former.config import CategoryInfo
+from mask2former.data.intensity import display_image
 from mask2former.inference.visualize import overlay, palette
 
 if TYPE_CHECKING:  # types only: run.py imports this module
@@ -106,7 +107,9 @@ def _side_by_side(runs: Sequence[ModelRun], task: str, split: DatasetSplit, cate
     rows = []
     for i in range(min(count, len(models[0].predictions))):
         image, _ = split.load(i)
-        tiles = [image] + [np.asarray(overlay(image, r.predictions[i], task, names, colors)) for r in models]
+        tiles = [display_image(image, split.pixels)]
+        tiles += [np.asarray(overlay(image, r.predictions[i], task, names, colors, pixels=split.pixels))
+                  for r in models]
         rows.append(np.concatenate(tiles, axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]

@@ -34,6 +34,7 @@ from mask2former.data.data_yaml import build_split, for_model, load_data_config
 from mask2former.data.datasets import DatasetSplit
 from mask2former.engine.scoring import PredictStream, model_predictions, per_image, predict_and_score
 from mask2former.engine.train import adopt_dataset, train
+from mask2former.errors import ConfigError
 from mask2former.evaluation.tasks import metric_rules, tasks_for
 from mask2former.inference.predictor import Predictor
 from mask2former.modeling import Mask2Former
@@ -74,6 +75,15 @@ class _Bench:
         run.metrics, run.per_class, run.predictions = scored.metrics, scored.per_class, scored.examples
         run.cost = cost()
         return run
+
+    def mapped(self, predict: PredictStream) -> PredictStream:
+        """``predict`` fed what Mask2Former's predictor feeds its model: each val image on the
+        model's scale by the split's intensity rule (8-bit images as they are; a volume's slices by
+        the whole volume's ranges), since torchvision's models take 0-255 values alone."""
+        return lambda images: predict(self.split.training_image(i) for i, _ in enumerate(images))
+
+    def mapped_sample(self) -> np.ndarray:
+        return self.split.training_image(0)
 
 
 @dataclass
@@ -128,6 +138,10 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     out.mkdir(parents=True, exist_ok=True)
     data_config = for_model(load_data_config(data), config.model)  # Cityscapes: the class set the model learns
     train_split, val_split = build_split(data_config, "train"), build_split(data_config, "val")
+    if train_split.pixels.channels != 3:
+        raise ConfigError(f"{data}: compare trains torchvision's Mask R-CNN and DeepLabV3, which take 3-channel "
+                          f"images, and this dataset has {train_split.pixels.channels} (channels); train and eval "
+                          "Mask2Former on it alone, or compare on three of its bands")
     tasks = tasks_for(data_config.format, val_split.categories)
     config = adopt_dataset(config, train_split, data_config.format)
     located = locate_backbone_weights(config.model.backbone)  # the same file starts both sides
@@ -231,7 +245,8 @@ def _mask_rcnn_run(bench: _Bench, baselines: _Baselines, thing_classes: list[int
                    train_seconds=seconds)
     predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1],
                                                instance=adapter.predict(im, inference.topk_per_image)))
-    return adapter, bench.score(run, predict, lambda: measure(det, lambda: adapter.predict(bench.sample)))
+    sample = bench.mapped_sample()
+    return adapter, bench.score(run, bench.mapped(predict), lambda: measure(det, lambda: adapter.predict(sample)))
 
 
 def _deeplab_run(bench: _Bench, baselines: _Baselines, num_classes: int) -> tuple[DeepLabAdapter, ModelRun]:
@@ -244,7 +259,8 @@ def _deeplab_run(bench: _Bench, baselines: _Baselines, num_classes: int) -> tupl
     run = ModelRun(f"DeepLabV3 ({baselines.backbone}{baselines.suffix})", ("semantic",), baselines.budget,
                    start=baselines.start, train_seconds=seconds)
     predict = per_image(lambda im: ImageResult(im.shape[0], im.shape[1], semantic=adapter.predict(im)))
-    return adapter, bench.score(run, predict, lambda: measure(seg, lambda: adapter.predict(bench.sample)))
+    sample = bench.mapped_sample()
+    return adapter, bench.score(run, bench.mapped(predict), lambda: measure(seg, lambda: adapter.predict(sample)))
 
 
 def _merged_run(bench: _Bench, baselines: _Baselines, mask_rcnn: MaskRCNNAdapter, deeplab: DeepLabAdapter,
@@ -264,7 +280,8 @@ def _merged_run(bench: _Bench, baselines: _Baselines, mask_rcnn: MaskRCNNAdapter
     run = ModelRun("Mask R-CNN + DeepLabV3 (heuristic merge)", ("panoptic",), baselines.budget + " (each)",
                    start=baselines.start, train_seconds=seconds)
     both = torch.nn.ModuleList([mask_rcnn.model, deeplab.model])
-    return bench.score(run, per_image(combined), lambda: measure(both, lambda: combined(bench.sample)))
+    sample = bench.mapped_sample()
+    return bench.score(run, bench.mapped(per_image(combined)), lambda: measure(both, lambda: combined(sample)))
 
 
 def _provenance(data: str | os.PathLike, data_format: str, train_split: DatasetSplit, val_split: DatasetSplit,
