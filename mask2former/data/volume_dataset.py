@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from mask2former.config import CategoryInfo, PixelConfig
-from mask2former.data.datasets import DatasetSplit, Problems, Record, check_mask_budget, default_color, make_target
+from mask2former.data.datasets import DatasetSplit, Problems, Record, default_color
 from mask2former.data.files import path_problem
 from mask2former.data.intensity import apply_ranges, match_channels, rule_ranges
+from mask2former.data.semantic import VOID, LabelMapDecoder
 from mask2former.data.volumes import (
     Geometry,
     check_pair,
@@ -37,7 +38,6 @@ from mask2former.data.volumes import (
 )
 from mask2former.errors import ConfigError, DatasetError, ImageError
 from mask2former.formats import IGNORE_LABEL
-from mask2former.structures import Target
 
 
 def context_for(channels: int) -> int:
@@ -164,16 +164,17 @@ class VolumeCache:
 
 
 @dataclass
-class VolumeLabelDecoder:
-    """Target of one slice from its label volume: value ``v`` is class ``v``, ``ignore_label``
-    is void; thing classes get one mask per 8-connected component of the slice."""
+class VolumeLabelDecoder(LabelMapDecoder):
+    """Target of one slice from its label volume, as ``LabelMapDecoder`` makes it from a label
+    PNG: value ``v`` is class ``v``, ``ignore_label`` is void; thing classes get one mask per
+    8-connected component of the slice (``split_things``)."""
 
-    cache: VolumeCache
-    is_thing: list[bool]
+    cache: VolumeCache | None = None
     ignore_label: int | None = IGNORE_LABEL
 
-    def classes(self, record: Record) -> np.ndarray:
-        """``[H, W]`` int32 class per pixel, -1 where void."""
+    def classes(self, record: Record, height: int, width: int) -> np.ndarray:
+        """``[H, W]`` int32 class per pixel, ``VOID`` where void."""
+        assert self.cache is not None
         _, labels = self.cache.get(record.extra["case"])
         case = self.cache.cases[record.extra["case"]]
         assert labels is not None and case.label is not None
@@ -187,25 +188,8 @@ class VolumeLabelDecoder:
                                            f"(0..{len(self.is_thing) - 1}"
                                            + (f", {self.ignore_label} = ignore)" if self.ignore_label is not None
                                               else ")"))
-        mapped[void] = -1
+        mapped[void] = VOID
         return mapped
-
-    def __call__(self, record: Record, height: int, width: int) -> Target:
-        from scipy import ndimage
-
-        mapped = self.classes(record)
-        masks: list[np.ndarray] = []
-        labels: list[int] = []
-        for c in np.flatnonzero(np.bincount(mapped[mapped >= 0].ravel(), minlength=len(self.is_thing))).tolist():
-            if self.is_thing[c]:
-                components, n = ndimage.label(mapped == c, structure=np.ones((3, 3), dtype=bool))
-                check_mask_budget(len(masks) + n, height, width, record.mask_path or record.image_path)
-                masks.extend(components == k for k in range(1, n + 1))
-                labels.extend([c] * n)
-            else:
-                masks.append(mapped == c)
-                labels.append(c)
-        return make_target(masks, labels, [self.is_thing[c] for c in labels], [False] * len(labels), mapped == -1)
 
 
 @dataclass
@@ -328,6 +312,7 @@ def read_volume_split(images: str | Path, masks: str | Path, *, classes: list[Ca
             records.append(Record(image_path=case.image, image_id=f"{case.name}#{k}", height=height, width=width,
                                   mask_path=case.label, extra={"case": i, "slice": k}))
     cache = VolumeCache(cases, max_bytes=cache_bytes)
-    decoder = VolumeLabelDecoder(cache, [c.isthing for c in categories], ignore_label)
+    decoder = VolumeLabelDecoder(table={}, is_thing=[c.isthing for c in categories], split_things=True, cache=cache,
+                                 ignore_label=ignore_label)
     return VolumeSplit(name=name, categories=categories, records=records, decoder=decoder, format=data_format,
                        skip_bad=skip_bad, skipped=problems.skipped, cache=cache)

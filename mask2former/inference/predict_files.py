@@ -8,6 +8,7 @@ the returned ``PredictionReport``; the index files list exactly the images writt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -116,18 +117,16 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     plain = [p for p in paths if p not in tiled_set]
     with ResultWriter(output, predictor.config, tasks, overlays=overlays, score_threshold=score_threshold) as writer:
         try:
-            if progress:
-                from tqdm.contrib.logging import logging_redirect_tqdm
+            with contextlib.ExitStack() as stack:
+                step: Callable[[int], object] | None = None
+                if progress:
+                    from tqdm.contrib.logging import logging_redirect_tqdm
 
-                with logging_redirect_tqdm(), Progress(total=len(paths), desc="predict", unit="img") as bar:
-                    _run(predictor, writer, plain, stems, tasks, report, strict=strict, overlays=overlays,
-                         step=bar.update)
-                    _run_tiled(predictor, writer, tiled, stems, tasks, options, report, strict=strict,
-                               overlays=overlays, step=bar.update)
-            else:
-                _run(predictor, writer, plain, stems, tasks, report, strict=strict, overlays=overlays, step=None)
+                    stack.enter_context(logging_redirect_tqdm())
+                    step = stack.enter_context(Progress(total=len(paths), desc="predict", unit="img")).update
+                _run(predictor, writer, plain, stems, tasks, report, strict=strict, overlays=overlays, step=step)
                 _run_tiled(predictor, writer, tiled, stems, tasks, options, report, strict=strict, overlays=overlays,
-                           step=None)
+                           step=step)
         except Mask2FormerError:
             if not strict:
                 raise

@@ -30,7 +30,7 @@ from mask2former.data.volume_dataset import (
     volume_ranges,
 )
 from mask2former.data.volumes import Volume, is_nifti, read_volume, volume_name, write_label_volume
-from mask2former.errors import ConfigError, DatasetError, ImageError, Mask2FormerError
+from mask2former.errors import ConfigError, DatasetError, ImageError
 from mask2former.evaluation.semantic import SemanticEvaluator
 from mask2former.evaluation.volume_metrics import VolumeMetrics
 from mask2former.formats import IGNORE_LABEL
@@ -144,7 +144,7 @@ def predict_volumes(predictor: Predictor, inputs: Sequence[str | os.PathLike], o
     ids = np.array([c.id for c in config.categories] or range(config.num_classes), np.int64)
     names = [c.name for c in config.categories] or [str(i) for i in range(config.num_classes)]
     names_by_id = names if ids.tolist() == list(range(len(ids))) else []  # label value i is names[i]
-    if "semantic" not in _tasks(predictor):
+    if not predictor.inference.semantic_on:
         raise ConfigError("predicting label volumes needs a model with semantic output "
                           "(model.inference.semantic_on)")
     report = PredictedVolumes()
@@ -183,12 +183,6 @@ def parse_axis(value: int | str) -> int | str:
     if text in ("0", "1", "2"):
         return int(text)
     raise ConfigError(f"slice axis: expected auto, 0, 1 or 2, got {value!r}")
-
-
-def _tasks(predictor: Predictor) -> tuple[str, ...]:
-    inference = predictor.inference
-    return tuple(t for t, on in (("semantic", inference.semantic_on), ("instance", inference.instance_on),
-                                 ("panoptic", inference.panoptic_on)) if on)
 
 
 @dataclass
@@ -232,11 +226,3 @@ def evaluate_volumes(predictor: Predictor, split: VolumeSplit, *, include_backgr
     metrics.update(scores.compute())
     per_class = {"semantic.IoU": {k: v for k, v in sem["IoU"].items() if v == v}}
     return VolumeScores(metrics, per_class, scores)
-
-
-def check_failures(report: PredictedVolumes) -> None:
-    """Raise after a run in which some volume failed (the others were written)."""
-    if report.failed:
-        first = report.failed[0]
-        raise Mask2FormerError(f"{len(report.failed)} of {len(report.failed) + len(report.written)} volumes failed; "
-                               f"the first: {first.problem}")

@@ -16,7 +16,7 @@ from PIL import Image
 from mask2former.config import InferenceConfig, ModelConfig
 from mask2former.data import collate
 from mask2former.data.image import ImageError, read_image, to_array
-from mask2former.data.intensity import OnModelScale, as_image_array, match_channels, resize_channels, to_model_input
+from mask2former.data.intensity import OnModelScale, as_image_array, match_channels, to_model_input
 from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
 from mask2former.errors import ConfigError, Mask2FormerError, brief
@@ -134,14 +134,6 @@ class Predictor:
             raise ImageError(f"image {index}: expected a path, PIL image or numpy array, got {type(image).__name__}")
         return to_model_input(raw, self.pixels, name or f"image {index}"), name
 
-    @staticmethod
-    def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """8-bit RGB as the reference resizes it (``resize_image``); any other image channel by channel
-        with the same filter (``resize_channels``)."""
-        if image.dtype == np.uint8 and image.shape[2] == 3:
-            return resize_image(image, size)
-        return resize_channels(image, size)
-
     def test_size(self, height: int, width: int, name: str = "image") -> tuple[int, int]:
         """The size an image of ``height x width`` is resized to (``ImageError`` if too thin)."""
         return inference_size(height, width, self.inference.min_size, self.inference.max_size, name)
@@ -150,7 +142,7 @@ class Predictor:
         pixels, name = self._load(image, index)
         h, w = pixels.shape[:2]
         size = self.test_size(h, w, name or f"image {index}")
-        tensor = torch.from_numpy(np.require(self._resize(pixels, size), requirements=["C", "W"])).permute(2, 0, 1)
+        tensor = torch.from_numpy(np.require(resize_image(pixels, size), requirements=["C", "W"])).permute(2, 0, 1)
         return _Prepared(index, tensor.to(self.device), (h, w), name)
 
     def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
@@ -227,13 +219,13 @@ class Predictor:
         pixels, name = self._load(image, 0)
         label = name or "image"
         h, w = pixels.shape[:2]
-        base = self._resize(pixels, self.test_size(h, w, label))
+        base = resize_image(pixels, self.test_size(h, w, label))
         default_sizes, default_max = tta_views(self.config)
         sizes = tta_view_sizes(base.shape[0], base.shape[1], min_sizes or default_sizes, max_size or default_max)
         total: torch.Tensor | None = None
         count = 0
         for size in sizes:
-            view = self._resize(base, _positive(size, label))
+            view = resize_image(base, _positive(size, label))
             for flipped in (False, True) if flip else (False,):
                 scores = self._view_scores(view, flipped, (h, w), label)
                 total = scores if total is None else total + scores  # the reference's order of summation
