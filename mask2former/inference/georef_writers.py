@@ -58,12 +58,6 @@ class LabelGeoTiff:
         self.dataset.write(labels.astype(self.dataset.dtypes[0], copy=False)[None],
                            window=RioWindow(window.col, window.row, window.width, window.height))
 
-    def write_array(self, labels: np.ndarray, rows: int = 4 * BLOCK) -> None:
-        """A full-size ``labels [H, W]``, a strip of ``rows`` at a time."""
-        for row in range(0, labels.shape[0], rows):
-            strip = labels[row:row + rows]
-            self.write(Window(row, 0, strip.shape[0], strip.shape[1]), strip)
-
     def close(self, *, keep: bool = True) -> None:
         self.dataset.close()
         if not keep:
@@ -74,15 +68,6 @@ class LabelGeoTiff:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close(keep=exc_type is None)
-
-
-def write_label_geotiff(path: str | os.PathLike, labels: np.ndarray, info: RasterInfo) -> Path:
-    """A full-size label map as a GeoTIFF georeferenced like ``info``'s raster."""
-    if labels.shape != (info.height, info.width):
-        raise ValueError(f"labels are {labels.shape}, the raster {info.height}x{info.width}")
-    with LabelGeoTiff(path, info, dtype=label_dtype(int(labels.max(initial=0)))) as out:
-        out.write_array(labels)
-    return Path(path)
 
 
 def instance_features(instances: Sequence[MergedInstance], info: RasterInfo, class_names: Sequence[str]

@@ -18,18 +18,23 @@ less than ``overlap_threshold`` x the area of its largest tile piece (mostly pai
 other tiles' segments) is dropped; its painted pixels take the kept segment another tile sees
 there (void, id 0, where none does).
 
-Instance masks are kept as bounding-box crops, panoptic pieces as each tile's core of its
-segment map (one byte per pixel) and, where a tile sees a thing in its core, its neighbours' view
-of that part; so memory follows the objects, not N x H x W.
+Instance masks are kept as bounding-box crops, so memory follows the objects, not N x H x W.
+Panoptic keeps each tile's core of its segment map (one byte per pixel) and, where a tile sees a
+thing in its core, its neighbours' view of that part, in a temporary file: the merged map is
+painted core by core from it, so a caller can write it block by block and never hold it whole.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from mask2former.data.tile_grid import TileGrid, Window
+from mask2former.errors import ImageError
 from mask2former.structures import InstanceResult, PanopticResult, Segment
 
 
@@ -95,9 +100,10 @@ class MergedInstance:
 
 @dataclass
 class TiledPanoptic:
-    """``segments [H, W]`` segment ids (uint16, int32 past 65,535 segments; 0 = void) and their info."""
+    """``segments [H, W]`` segment ids (uint16, int32 past 65,535 segments; 0 = void; None when
+    not kept) and their info."""
 
-    segments: np.ndarray
+    segments: np.ndarray | None
     segments_info: list[Segment]
 
 
@@ -197,19 +203,65 @@ def _box_union(a: Window, b: Window) -> Window:
     return Window(r0, c0, r1 - r0, c1 - c0)
 
 
+PanopticSink = Callable[[Window, np.ndarray, int], None]  # (a tile's core, its final segment ids, the largest id)
+
+
+_Spilled = tuple[int, np.dtype, tuple[int, ...]]  # offset, dtype, shape of an array in a _SpillFile
+
+
+class _SpillFile:
+    """Arrays kept in an unnamed temporary file until the merge reads them back: what a
+    panoptic merge must keep of every tile lives on disk (and in the page cache, which the
+    system can reclaim), not in the process's memory."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="mask2former-tiles-")  # noqa: SIM115 (lives until close)
+        self.end = 0
+
+    def put(self, array: np.ndarray) -> _Spilled:
+        data = np.ascontiguousarray(array)
+        view, offset = memoryview(data.tobytes()), self.end
+        try:
+            while view:
+                view = view[os.pwrite(self.file.fileno(), view, offset + data.nbytes - len(view)):]
+        except OSError as e:
+            raise ImageError(f"cannot keep the tiles' panoptic maps in a temporary file in {tempfile.gettempdir()} "
+                             f"({e.strerror or e}): point TMPDIR at a disk with room") from None
+        self.end += data.nbytes
+        return offset, data.dtype, data.shape
+
+    def get(self, handle: _Spilled) -> np.ndarray:
+        offset, dtype, shape = handle
+        size = int(np.prod(shape)) * dtype.itemsize
+        data = os.pread(self.file.fileno(), size, offset)
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class PanopticMerger:
-    """Collects each tile's panoptic result (``add`` in tile order) and paints one segment map."""
+    """Collects each tile's panoptic result (``add`` in tile order) and paints one segment map
+    core by core (``result``). Each tile's core map and its neighbours' views of it are spilled
+    to a temporary file as the tile runs, so memory is set by the tile and the number of
+    segments, not by the image."""
 
     def __init__(self, grid: TileGrid, *, iou_threshold: float, overlap_threshold: float) -> None:
         self.grid, self.iou_threshold, self.overlap_threshold = grid, iou_threshold, overlap_threshold
-        self.pieces: list[Segment] = []  # tile-level segments (their ``area`` is within the tile)
+        # tile-level segments ("pieces"): label, thing or stuff, score, area within the tile, area within its core
+        self.labels: list[int] = []
+        self.isthing: list[bool] = []
+        self.scores: list[float] = []
+        self.areas: list[int] = []
+        self.core_areas: list[int] = []
         self.sets = _UnionFind()
         self.stuff_root: dict[int, int] = {}
         self.luts: dict[int, np.ndarray] = {}  # tile -> local segment id -> piece index (-1: void)
         self.maps: dict[int, np.ndarray] = {}  # full tile maps, until every later neighbour has run
-        self.cores: dict[int, np.ndarray] = {}  # each tile's core of its map (local ids)
+        self.spill = _SpillFile()
+        self.cores: dict[int, _Spilled] = {}  # each tile's core of its map (local ids), spilled
         # tile -> what other tiles see in its core where it sees a thing: (other tile, region, their local ids)
-        self.seconds: dict[int, list[tuple[int, Window, np.ndarray]]] = {}
+        self.seconds: dict[int, list[tuple[int, Window, _Spilled]]] = {}
         self.waiting = {k: sum(n > k for n in grid.neighbours(k)) for k in range(len(grid))}
 
     def add(self, index: int, panoptic: PanopticResult) -> None:
@@ -217,16 +269,22 @@ class PanopticMerger:
         local = panoptic.segments.cpu().numpy()
         top = max((s.id for s in panoptic.segments_info), default=0)
         local = local.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32)
+        core = local[window.local(self.grid.core(index))]
+        in_core = np.bincount(core.ravel(), minlength=top + 1)
         lut = np.full(top + 1, -1, dtype=np.int64)
         for seg in panoptic.segments_info:
             piece = self.sets.add()
-            self.pieces.append(seg)
+            self.labels.append(seg.label)
+            self.isthing.append(seg.isthing)
+            self.scores.append(seg.score)
+            self.areas.append(seg.area)
+            self.core_areas.append(int(in_core[seg.id]))
             lut[seg.id] = piece
             if not seg.isthing:
                 root = self.stuff_root.setdefault(seg.label, piece)
                 self.sets.join(root, piece)
         self.luts[index] = lut
-        self.cores[index] = np.ascontiguousarray(local[window.local(self.grid.core(index))])
+        self.cores[index] = self.spill.put(core)
         for other in self.grid.neighbours(index):
             if other > index:
                 continue
@@ -234,26 +292,26 @@ class PanopticMerger:
             if shared is not None and other in self.maps:
                 theirs = self.maps[other][self.grid.window(other).local(shared)]
                 self._match(local[window.local(shared)], lut, theirs, self.luts[other])
-                self._keep_second(index, other, self.maps[other])
-                self._keep_second(other, index, local)
+                self._keep_second(index, local, other, self.maps[other])
+                self._keep_second(other, self.maps[other], index, local)
             self.waiting[other] -= 1
             if self.waiting[other] == 0:
                 self.maps.pop(other, None)
         if self.waiting[index] > 0:
             self.maps[index] = local
 
-    def _keep_second(self, owner: int, other: int, other_map: np.ndarray) -> None:
+    def _keep_second(self, owner: int, owner_map: np.ndarray, other: int, other_map: np.ndarray) -> None:
         """Keep ``other``'s view of the part of ``owner``'s core it covers, where ``owner`` sees a
         thing there: if that thing is dropped (``result``), its pixels take ``other``'s segment."""
         core = self.grid.core(owner)
         region = core.intersect(self.grid.window(other))
         if region is None:
             return
-        mine = self.cores[owner][core.local(region)]
-        thing = np.array([p >= 0 and self.pieces[p].isthing for p in self.luts[owner].tolist()])
+        mine = owner_map[self.grid.window(owner).local(region)]
+        thing = np.array([p >= 0 and self.isthing[p] for p in self.luts[owner].tolist()])
         if thing[mine].any():
             view = other_map[self.grid.window(other).local(region)]
-            self.seconds.setdefault(owner, []).append((other, region, np.ascontiguousarray(view)))
+            self.seconds.setdefault(owner, []).append((other, region, self.spill.put(view)))
 
     def _match(self, mine: np.ndarray, my_lut: np.ndarray, theirs: np.ndarray, their_lut: np.ndarray) -> None:
         """Join thing segments of one class whose masks' IoU in the shared region is high enough."""
@@ -264,46 +322,62 @@ class PanopticMerger:
         for a, b in zip(*np.nonzero(joint[1:, 1:])):
             a, b = int(a) + 1, int(b) + 1
             p, q = int(my_lut[a]), int(their_lut[b])
-            if p < 0 or q < 0 or not self.pieces[p].isthing or self.pieces[p].label != self.pieces[q].label:
+            if p < 0 or q < 0 or not self.isthing[p] or self.labels[p] != self.labels[q]:
                 continue
             inter = int(joint[a, b])
             if inter >= self.iou_threshold * (int(area_mine[a]) + int(area_theirs[b]) - inter):
                 self.sets.join(p, q)
 
-    def result(self) -> TiledPanoptic:
-        roots = np.array([self.sets.find(p) for p in range(len(self.pieces))], dtype=np.int64)
-        void = len(self.pieces)
-        painted = np.zeros(void + 1, dtype=np.int64)  # by root; the last slot is void
-        for index, core in self.cores.items():
-            owner = np.append(roots, void)[self.luts[index]]  # local id -> root (void -> last)
-            painted += np.bincount(owner[core.ravel()], minlength=void + 1)
+    def result(self, *, sink: PanopticSink | None = None, keep_map: bool = True) -> TiledPanoptic:
+        """The merged segments. The map is painted core by core, each handed to ``sink`` (e.g.
+        a GeoTIFF written block by block) and, with ``keep_map``, into a full-size array."""
+        try:
+            return self._paint(sink, keep_map)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the temporary file (``result`` does; a run stopped early calls it)."""
+        self.spill.close()
+
+    def _paint(self, sink: PanopticSink | None, keep_map: bool) -> TiledPanoptic:
+        roots = np.array([self.sets.find(p) for p in range(len(self.labels))], dtype=np.int64)
+        painted = np.bincount(roots, weights=self.core_areas, minlength=len(self.labels))  # by root
         members: dict[int, list[int]] = {}
         for p, r in enumerate(roots.tolist()):
             members.setdefault(r, []).append(p)
-        final = np.zeros(void + 1, dtype=np.int64)  # root -> final segment id (0: dropped)
+        final = np.zeros(len(self.labels), dtype=np.int64)  # root -> final segment id (0: dropped)
         infos: list[Segment] = []
         for root, group in members.items():
-            largest = max(self.pieces[p].area for p in group)
+            largest = max(self.areas[p] for p in group)
             if painted[root] == 0 or painted[root] < self.overlap_threshold * largest:
                 continue
-            first = self.pieces[group[0]]
-            score = _weighted_score([self.pieces[p].score for p in group], [self.pieces[p].area for p in group])
-            infos.append(Segment(id=len(infos) + 1, label=first.label, isthing=first.isthing, score=score, area=0))
+            score = _weighted_score([self.scores[p] for p in group], [self.areas[p] for p in group])
+            infos.append(Segment(id=len(infos) + 1, label=self.labels[root], isthing=self.isthing[root],
+                                 score=score, area=0))
             final[root] = len(infos)
-        segments = np.zeros((self.grid.height, self.grid.width), np.uint16 if len(infos) < 65536 else np.int32)
+        dtype = np.uint16 if len(infos) < 65536 else np.int32
+        segments = np.zeros((self.grid.height, self.grid.width), dtype) if keep_map else None
         ids = {index: np.append(final[roots], 0)[lut] for index, lut in self.luts.items()}  # local id -> final id
-        for index, local in self.cores.items():
+        counts = np.zeros(len(infos) + 1, dtype=np.int64)
+        for index in range(len(self.grid)):
             box = self.grid.core(index)
+            local = self.spill.get(self.cores[index])
             mine = ids[index][local]
             holes = (mine == 0) & (local != 0)  # a dropped segment's pixels
-            for other, region, theirs in sorted(self.seconds.get(index, []),
+            for other, region, handle in sorted(self.seconds.get(index, []),
                                                 key=lambda s: -s[1].height * s[1].width):
                 part = box.local(region)
-                fill = holes[part] & (ids[other][theirs] != 0)
-                mine[part][fill] = ids[other][theirs][fill]
+                theirs = ids[other][self.spill.get(handle)]
+                fill = holes[part] & (theirs != 0)
+                mine[part][fill] = theirs[fill]
                 holes[part] &= ~fill
-            segments[box.slices] = mine
-        counts = np.bincount(segments.ravel(), minlength=len(infos) + 1)
+            mine = mine.astype(dtype)
+            counts += np.bincount(mine.ravel(), minlength=len(infos) + 1)
+            if sink is not None:
+                sink(box, mine, len(infos))
+            if segments is not None:
+                segments[box.slices] = mine
         for seg in infos:
             seg.area = int(counts[seg.id])
         return TiledPanoptic(segments=segments, segments_info=infos)

@@ -3,10 +3,11 @@ image larger than the tile.
 
 Rasters are read a window at a time (``data.geotiff.RasterSource``) and give, under
 ``geo/`` beside the usual outputs: ``<stem>_semantic.tif`` (class ids, written block by block as
-the tiler finishes blocks), ``<stem>_panoptic.tif`` (segment ids of ``panoptic.json``) and
-``<stem>_instances.geojson`` (polygons in the raster's CRS). The usual PNG / JSON outputs are
-written for images up to ``USUAL_OUTPUT_MAX_PIXELS`` (a full-size panoptic PNG of a 20000 x 20000
-raster would take gigabytes to encode); a larger raster gets its georeferenced outputs only.
+the tiler finishes blocks), ``<stem>_panoptic.tif`` (segment ids, written tile core by tile core
+once the segments are merged) and ``<stem>_instances.geojson`` (polygons in the raster's CRS).
+The usual PNG / JSON outputs are written for images up to ``USUAL_OUTPUT_MAX_PIXELS`` (a
+full-size panoptic PNG of a 20000 x 20000 raster would take gigabytes to encode); a larger
+raster gets its georeferenced outputs only, and no image-sized map is held.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mask2former.data.image import open_image, read_image
 from mask2former.data.intensity import apply_ranges, rule_ranges
 from mask2former.errors import ImageError
 from mask2former.inference.predictor import Predictor
+from mask2former.inference.tile_merge import PanopticSink
 from mask2former.inference.tiling import (
     ArraySource,
     SemanticSink,
@@ -83,21 +85,17 @@ def predict_tiled_file(predictor: Predictor, writer: ResultWriter, path: Path, s
 
 
 def _predict(predictor: Predictor, source: TileSource, tasks: tuple[str, ...], options: TileOptions, *,
-             keep_labels: bool, semantic_sink: SemanticSink | None = None) -> TiledResult:
-    return predict_tiled(source, predictor_tile_fn(predictor), tasks, options=options,
-                         keep_labels=keep_labels, semantic_sink=semantic_sink)
+             keep_labels: bool, semantic_sink: SemanticSink | None = None,
+             panoptic_sink: PanopticSink | None = None) -> TiledResult:
+    return predict_tiled(source, predictor_tile_fn(predictor), tasks, options=options, keep_labels=keep_labels,
+                         semantic_sink=semantic_sink, panoptic_sink=panoptic_sink)
 
 
 def _predict_raster(predictor: Predictor, writer: ResultWriter, path: Path, stem: str, tasks: tuple[str, ...],
                     options: TileOptions, *, overlays: bool, written: list[Path]) -> None:
     from mask2former.data.geotiff import RasterSource
     from mask2former.data.tile_grid import Window, full_window
-    from mask2former.inference.georef_writers import (
-        LabelGeoTiff,
-        label_dtype,
-        write_instances_geojson,
-        write_label_geotiff,
-    )
+    from mask2former.inference.georef_writers import LabelGeoTiff, label_dtype, write_instances_geojson
 
     geo = writer.out / "geo"
     geo.mkdir(exist_ok=True)
@@ -105,25 +103,28 @@ def _predict_raster(predictor: Predictor, writer: ResultWriter, path: Path, stem
         info = source.info
         pixels = info.height * info.width
         usual = pixels <= USUAL_OUTPUT_MAX_PIXELS
-        semantic_tif = None
+        tifs: dict[str, LabelGeoTiff] = {}
         if "semantic" in tasks:
             written.append(geo / f"{stem}_semantic.tif")
-            semantic_tif = LabelGeoTiff(written[-1], info, dtype=label_dtype(predictor.config.num_classes - 1))
+            tifs["semantic"] = LabelGeoTiff(written[-1], info, dtype=label_dtype(predictor.config.num_classes - 1))
 
-        def sink(window: Window, scores: np.ndarray) -> None:
-            assert semantic_tif is not None
-            semantic_tif.write(window, scores.argmax(0))
+        def semantic_sink(window: Window, scores: np.ndarray) -> None:
+            tifs["semantic"].write(window, scores.argmax(0))
+
+        def panoptic_sink(window: Window, segments: np.ndarray, top: int) -> None:
+            if "panoptic" not in tifs:  # the id type is known once the segments are
+                written.append(geo / f"{stem}_panoptic.tif")
+                tifs["panoptic"] = LabelGeoTiff(written[-1], info, dtype=label_dtype(top))
+            tifs["panoptic"].write(window, segments)
 
         try:
             result = _predict(predictor, source, tasks, options, keep_labels=usual,
-                              semantic_sink=sink if semantic_tif is not None else None)
+                              semantic_sink=semantic_sink if "semantic" in tasks else None,
+                              panoptic_sink=panoptic_sink if "panoptic" in tasks else None)
         finally:
-            if semantic_tif is not None:
-                semantic_tif.close()
+            for tif in tifs.values():
+                tif.close()
         result.file_name = path.name
-        if result.panoptic is not None:
-            written.append(geo / f"{stem}_panoptic.tif")
-            write_label_geotiff(written[-1], result.panoptic.segments, info)
         if result.instances is not None:
             written.append(geo / f"{stem}_instances.geojson")
             write_instances_geojson(written[-1], result.instances, info, predictor.config.class_names)

@@ -35,7 +35,13 @@ from mask2former.data.tile_grid import (
     tile_windows,
 )
 from mask2former.inference.predictor import Predictor
-from mask2former.inference.tile_merge import InstanceMerger, MergedInstance, PanopticMerger, TiledPanoptic
+from mask2former.inference.tile_merge import (
+    InstanceMerger,
+    MergedInstance,
+    PanopticMerger,
+    PanopticSink,
+    TiledPanoptic,
+)
 from mask2former.structures import ImageResult, InstanceResult, PanopticResult, SemanticResult
 
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "ArraySource", "SemanticBlender", "TileGrid", "TileOptions",
@@ -148,6 +154,8 @@ class TiledResult:
         if self.instances is not None:
             result.instance = instances_to_result(self.instances, self.height, self.width)
         if self.panoptic is not None:
+            if self.panoptic.segments is None:
+                raise ValueError("the panoptic map was not kept: predict with keep_labels=True")
             result.panoptic = PanopticResult(segments=torch.from_numpy(self.panoptic.segments.astype(np.int32)),
                                              segments_info=list(self.panoptic.segments_info))
         return result
@@ -186,12 +194,14 @@ class TileOptions:
 def predict_tiled(source: TileSource, predict_tile: TilePredictFn, tasks: tuple[str, ...], *,
                   options: TileOptions | None = None,
                   keep_labels: bool = True, keep_scores: bool = False, semantic_sink: SemanticSink | None = None,
+                  panoptic_sink: PanopticSink | None = None,
                   on_tile: Callable[[int, int], object] | None = None) -> TiledResult:
     """Run ``predict_tile`` on every window of ``source`` and merge the results (module docstring).
 
-    ``semantic_sink`` receives each finished block's blended scores as soon as it is final (e.g.
-    to write a label GeoTIFF window by window); ``keep_labels`` / ``keep_scores`` collect the
-    full-size label map / scores. ``on_tile(done, total)`` reports progress.
+    ``semantic_sink`` receives each finished block's blended scores as soon as it is final, and
+    ``panoptic_sink`` each tile core's final segment ids after the last tile (e.g. to write label
+    GeoTIFFs window by window); ``keep_labels`` / ``keep_scores`` collect the full-size label and
+    segment maps / scores. ``on_tile(done, total)`` reports progress.
     """
     options = options or TileOptions()
     grid = TileGrid(source.height, source.width, options.tile, options.overlap)
@@ -217,24 +227,29 @@ def predict_tiled(source: TileSource, predict_tile: TilePredictFn, tasks: tuple[
                                iou_threshold=options.iou_threshold) if "instance" in tasks else None
     panoptic = PanopticMerger(grid, iou_threshold=options.iou_threshold,
                               overlap_threshold=options.overlap_threshold) if "panoptic" in tasks else None
-    for index in range(len(grid)):
-        window = grid.window(index)
-        out = predict_tile(source.read(window), tasks)
-        if blender is not None:
-            assert out.semantic is not None
-            blender.add(window, out.semantic.scores.float().cpu().numpy())
-        if instances is not None:
-            assert out.instance is not None
-            instances.add(index, out.instance)
+    try:
+        for index in range(len(grid)):
+            window = grid.window(index)
+            out = predict_tile(source.read(window), tasks)
+            if blender is not None:
+                assert out.semantic is not None
+                blender.add(window, out.semantic.scores.float().cpu().numpy())
+            if instances is not None:
+                assert out.instance is not None
+                instances.add(index, out.instance)
+            if panoptic is not None:
+                assert out.panoptic is not None
+                panoptic.add(index, out.panoptic)
+            del out  # one tile's outputs at a time
+            if on_tile is not None:
+                on_tile(index + 1, len(grid))
+    except BaseException:
         if panoptic is not None:
-            assert out.panoptic is not None
-            panoptic.add(index, out.panoptic)
-        del out  # one tile's outputs at a time
-        if on_tile is not None:
-            on_tile(index + 1, len(grid))
+            panoptic.close()
+        raise
     result.semantic = semantic
     result.instances = instances.result() if instances is not None else None
-    result.panoptic = panoptic.result() if panoptic is not None else None
+    result.panoptic = panoptic.result(sink=panoptic_sink, keep_map=keep_labels) if panoptic is not None else None
     return result
 
 

@@ -94,7 +94,7 @@ def _drawing_view(result: TiledResult) -> ImageResult:
         view.semantic = SemanticResult(scores=torch.empty(0), labels=labels)
     if result.instances is not None:
         view.instance = instances_to_result(result.instances, result.height, result.width)
-    if result.panoptic is not None:
+    if result.panoptic is not None and result.panoptic.segments is not None:
         view.panoptic = PanopticResult(segments=torch.from_numpy(result.panoptic.segments.astype(np.int32)),
                                        segments_info=result.panoptic.segments_info)
     return view
@@ -223,7 +223,7 @@ class ResultWriter:
         from scipy import ndimage
 
         annotation = None
-        if result.panoptic is not None:
+        if result.panoptic is not None and result.panoptic.segments is not None:
             ids = result.panoptic.segments
             written.append(self.out / "panoptic" / f"{stem}.png")
             Image.fromarray(id_to_rgb(ids)).save(written[-1])

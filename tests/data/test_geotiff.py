@@ -28,7 +28,6 @@ from mask2former.data.synthetic_raster import (  # noqa: E402
 from mask2former.inference.georef_writers import (  # noqa: E402
     LabelGeoTiff,
     write_instances_geojson,
-    write_label_geotiff,
 )
 
 CATEGORIES = [CategoryInfo(id=i, name=c["name"], isthing=c["isthing"]) for i, c in enumerate(CLASSES)]
@@ -174,7 +173,9 @@ def test_training_window_refuses_a_label_raster_that_does_not_line_up(scene, tmp
 def test_label_geotiff_keeps_crs_transform_and_size(scene, tmp_path):
     info = geotiff.read_raster_info(scene.image)
     labels = np.random.default_rng(0).integers(0, 4, size=(300, 420), dtype=np.uint8)
-    path = write_label_geotiff(tmp_path / "labels.tif", labels, info)
+    path = tmp_path / "labels.tif"
+    with LabelGeoTiff(path, info) as out:
+        out.write(Window(0, 0, 300, 420), labels)
     with rasterio.open(path) as ds:
         assert ds.crs.to_epsg() == EPSG and ds.transform == info.affine()
         assert (ds.height, ds.width, ds.count, ds.dtypes[0]) == (300, 420, 1, "uint8")

@@ -60,6 +60,27 @@ def test_raster_predicts_tiled_with_its_georeference_kept(tmp_path, checkpoint, 
         assert (ring[:, 1] <= north).all() and (ring[:, 1] >= north - 200 * 0.5).all()
 
 
+def test_a_raster_past_the_usual_outputs_limit_gets_the_same_panoptic_geotiff(tmp_path, tiny_model, raster,
+                                                                             monkeypatch):
+    """Past ``USUAL_OUTPUT_MAX_PIXELS`` no map is kept: the panoptic GeoTIFF is written core by
+    core from the merge and equals the one written beside the usual outputs."""
+    from mask2former.inference import tiled_files
+
+    tiny_model.config.inference.object_mask_threshold = 0.0  # random weights: keep their segments
+    checkpoint = save_model(tiny_model, tmp_path / "keeps_segments.safetensors")
+    usual, streamed = tmp_path / "usual", tmp_path / "streamed"
+    predict_files(checkpoint, [raster.image], usual, "panoptic", tile=96, overlays=False, score_threshold=0.0)
+    monkeypatch.setattr(tiled_files, "USUAL_OUTPUT_MAX_PIXELS", 100 * 100)
+    report = predict_files(checkpoint, [raster.image], streamed, "panoptic", tile=96, overlays=False,
+                           score_threshold=0.0)
+    assert report.ok and json.loads((streamed / "panoptic.json").read_text())["annotations"] == []
+    with rasterio.open(usual / "geo" / "image_panoptic.tif") as a, \
+            rasterio.open(streamed / "geo" / "image_panoptic.tif") as b:
+        assert b.crs == a.crs and b.transform == a.transform and b.dtypes == a.dtypes
+        np.testing.assert_array_equal(b.read(1), a.read(1))
+        assert len(np.unique(a.read(1))) > 1
+
+
 def test_one_bad_file_does_not_stop_the_folder(tmp_path, checkpoint, raster):
     folder = tmp_path / "inputs"
     folder.mkdir()

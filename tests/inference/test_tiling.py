@@ -393,6 +393,62 @@ def test_objects_placed_across_tile_borders_come_out_once_each(scene):
     assert sorted(s.label for s in tiled.panoptic.segments_info if not s.isthing) == [0, 1]
 
 
+def test_panoptic_merge_holds_no_image_sized_map_when_not_kept():
+    """The tiles' core maps wait in a temporary file: without ``keep_map`` the merge's numpy
+    memory stays far below one byte per pixel, and the map reaches the sink core by core, each
+    pixel once."""
+    import tracemalloc
+
+    grid = TileGrid(3000, 3000, 200, 0.25)
+    tiles = []
+    for k in range(len(grid)):
+        win = grid.window(k)
+        seg = np.ones((win.height, win.width), np.int32)
+        seg[30:60, 30:60] = 2  # a thing inside each tile, seen by this tile alone
+        tiles.append(PanopticResult(torch.from_numpy(seg), [Segment(1, 0, False, 0.9, int((seg == 1).sum())),
+                                                            Segment(2, 1, True, 0.8, 900)]))
+    seen = np.zeros((grid.height, grid.width), np.uint8)
+    top_ids: set[int] = set()
+
+    def sink(window: Window, segments: np.ndarray, top: int) -> None:
+        assert segments.shape == (window.height, window.width) and segments.max() <= top
+        seen[window.slices] += 1
+        top_ids.add(top)
+
+    merger = PanopticMerger(grid, iou_threshold=0.5, overlap_threshold=0.8)
+    tracemalloc.start()
+    for k, tile in enumerate(tiles):
+        merger.add(k, tile)
+    pan = merger.result(sink=sink, keep_map=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert pan.segments is None and (seen == 1).all()
+    assert top_ids == {len(pan.segments_info)} == {len(grid) + 1}  # a thing per tile and the stuff
+    assert sum(s.area for s in pan.segments_info) == grid.height * grid.width
+    assert peak < grid.height * grid.width / 4
+
+
+def test_panoptic_map_painted_for_the_sink_equals_the_kept_map(scene):
+    from mask2former.data.geotiff import RasterSource
+    from mask2former.data.synthetic_raster import COLOURS
+
+    options = TileOptions(tile=128, overlap=0.25, min_score=0.3)
+    with RasterSource(scene.image) as source:
+        kept = predict_tiled(source, oracle(COLOURS, (2, 3)), ("panoptic",), options=options)
+        painted = np.zeros((scene.height, scene.width), np.int64)
+
+        def sink(window: Window, segments: np.ndarray, top: int) -> None:
+            painted[window.slices] = segments
+
+        streamed = predict_tiled(source, oracle(COLOURS, (2, 3)), ("panoptic",), options=options,
+                                 keep_labels=False, panoptic_sink=sink)
+    assert kept.panoptic is not None and streamed.panoptic is not None and streamed.panoptic.segments is None
+    np.testing.assert_array_equal(painted, kept.panoptic.segments)
+    assert streamed.panoptic.segments_info == kept.panoptic.segments_info
+    with pytest.raises(ValueError, match="keep_labels=True"):
+        streamed.to_image_result()
+
+
 # ---------------------------------------------------------------- the tiny Mask2Former through the tiler
 
 
