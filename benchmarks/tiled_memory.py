@@ -2,11 +2,13 @@
 must be predicted within a few GB, because memory is set by the tile, not the raster.
 
     python benchmarks/tiled_memory.py [--size 20000] [--tile 512] [--height H] [--overlap 0.25]
-                                      [--task semantic] [--bands 3] [--dtype uint8]
+                                      [--task semantic] [--bands 3] [--dtype uint8] [--checkpoint C]
 
 The raster is written by a child process a strip of rows at a time with rasterio (its memory is
-not counted); the model is the ``demo`` preset (random weights: memory and time do not depend on
-them) saved as a checkpoint, and the run is ``predict_files``, the path ``mask2former predict``
+not counted); the model is ``--checkpoint`` (e.g. the raster demo's trained model, which finds
+the scene's objects) or the ``--preset`` with random weights (semantic memory and time do not
+depend on the weights; instance and panoptic memory grow with the segments found, and random
+weights may find none), and the run is ``predict_files``, the path ``mask2former predict``
 takes. Peak RSS is ``ru_maxrss`` of this process (model, torch runtime and tiling together);
 tracemalloc's peak counts numpy's and Python's allocations alone (torch's are invisible to it).
 For comparison it prints what the raster would take in memory read whole (as stored, and as the
@@ -16,6 +18,7 @@ float32 input a one-pass prediction would build).
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
@@ -32,6 +35,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+COUNT_SEGMENTS = """
+import sys, numpy as np, rasterio
+ids = set()
+with rasterio.open(sys.argv[1]) as ds:
+    for _, window in ds.block_windows(1):
+        ids.update(np.unique(ds.read(1, window=window)).tolist())
+print(len(ids - {0}))
+"""
+
+
+def found(geo: Path) -> str:
+    """What the run found (a child process reads the panoptic GeoTIFF, so its memory is not counted)."""
+    parts = []
+    for tif in geo.glob("*_panoptic.tif"):
+        count = subprocess.run([sys.executable, "-c", COUNT_SEGMENTS, str(tif)], check=True, capture_output=True,
+                               text=True).stdout.strip()
+        parts.append(f"{count} panoptic segments")
+    for geojson in geo.glob("*_instances.geojson"):
+        parts.append(f"{len(json.loads(geojson.read_text())['features'])} instances")
+    return ", ".join(parts) or "(semantic only)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=20000, help="raster width (and height), pixels")
@@ -43,6 +68,9 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=3, choices=(3, 4))
     parser.add_argument("--dtype", default="uint8", choices=("uint8", "uint16"))
     parser.add_argument("--preset", default="demo")
+    parser.add_argument("--checkpoint", default=None, help="a trained model (e.g. the raster demo's) instead of the "
+                        "preset's random weights, which may find no segment at all: the merges' memory grows with "
+                        "the segments found")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", default=None, help="folder to keep the raster and outputs in")
     args = parser.parse_args()
@@ -67,7 +95,8 @@ def main() -> None:
     if args.bands != 3:
         config.pixels = replace(config.pixels, channels=args.bands, mean=(128.0,) * args.bands,
                                 std=(64.0,) * args.bands)
-    checkpoint = save_model(build_model(config).eval(), root / "model.safetensors")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else save_model(build_model(config).eval(),
+                                                                          root / "model.safetensors")
     baseline = peak_rss_mb()
     tracemalloc.start()
     start = time.perf_counter()
@@ -83,8 +112,9 @@ def main() -> None:
           f"written in {written:.1f} s)")
     print(f"whole read   {stored / 2**20:.0f} MB as stored, {pixels * args.bands * 4 / 2**20:.0f} MB as float32 "
           f"model input (not done: what a one-pass prediction would hold before any logits)")
-    print(f"tile         {args.tile} px, overlap {args.overlap}, task {args.task}, preset {args.preset} "
-          f"(test size {config.inference.min_size}..{config.inference.max_size})")
+    model = f"checkpoint {args.checkpoint}" if args.checkpoint else f"preset {args.preset}, random weights"
+    print(f"tile         {args.tile} px, overlap {args.overlap}, task {args.task}, {model}")
+    print(f"found        {found(root / 'out' / 'geo')}")
     print(f"cpu          {cpu_name()}, {args.threads} torch threads")
     print(f"peak RSS     {peak_rss_mb():.0f} MB (before predicting: {baseline:.0f} MB)")
     print(f"tracemalloc  {traced / 2**20:.0f} MB peak of numpy / Python allocations while predicting")
