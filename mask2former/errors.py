@@ -55,3 +55,8 @@ class DatasetError(Mask2FormerError, ValueError):
 class TrainingError(Mask2FormerError, RuntimeError):
     """Training cannot go on (a non-finite loss, too many unreadable samples); the message names
     the iteration and what to do."""
+
+
+class ExportError(Mask2FormerError, RuntimeError):
+    """A model cannot be exported or an exported file cannot be run: the message names the file
+    or the missing extra."""

@@ -15,7 +15,9 @@ That holds for the forward pass. PyTorch's backward of ``embedding_bag`` (a sort
 the table gradient plus a gather for the weight gradient) is several times slower than
 grid_sample's fused backward on a CPU, so when gradients are needed the module samples with
 grid_sample instead (:func:`sample_grid`, the same numbers to rounding): training gets the faster
-backward, inference the faster forward. Measured on 2 threads, forward + backward of one layer:
+backward, inference the faster forward. The path follows the module's mode (``train()`` /
+``eval()``) unless set with :func:`set_sampler` (an export picks the one its runtime runs
+fastest); it never depends on whether gradients happen to be on. Measured on 2 threads, forward + backward of one layer:
 grid_sample 99 ms vs embedding_bag 216 ms at the ``demo`` preset's sizes; forward alone at the
 paper's widths: embedding_bag 110 ms vs grid_sample 357 ms.
 
@@ -94,7 +96,7 @@ def _column_constants(spatial_shapes: list[tuple[int, int]], heads: int, points:
         row=per_column(widths + 2),
         start=per_column(starts),
         head=torch.arange(heads, device=device).view(-1, 1).expand(-1, levels * points).reshape(-1),
-        table_rows=int(padded.sum()),
+        table_rows=sum((h + 2) * (w + 2) for h, w in spatial_shapes),  # from the sizes: no data-dependent int
     )
 
 
@@ -162,6 +164,19 @@ def ms_deform_attn(
                          attention_weights.reshape(b, q, -1), points)
 
 
+SAMPLERS = {"grid_sample": sample_grid, "embedding_bag": sample_padded}
+
+
+def set_sampler(model: nn.Module, sampler: str | None) -> None:
+    """Sample with ``sampler`` (a ``SAMPLERS`` key) in every deformable attention of ``model``;
+    None restores the default (grid_sample in training, embedding_bag otherwise)."""
+    if sampler is not None and sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)} or None, got {sampler!r}")
+    for module in model.modules():
+        if isinstance(module, MSDeformAttn):
+            module.sampler = sampler
+
+
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention: each query attends to ``num_points`` learned sampling
     points per head and level around its reference point; parameter names match the reference
@@ -179,6 +194,7 @@ class MSDeformAttn(nn.Module):
         self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dim, embed_dim)
         self.output_proj = nn.Linear(embed_dim, embed_dim)
+        self.sampler: str | None = None  # SAMPLERS key; None: grid_sample in training, embedding_bag otherwise
         self.reset_parameters()
 
     @torch.no_grad()
@@ -213,12 +229,12 @@ class MSDeformAttn(nn.Module):
         s = value_input.shape[1]
         heads = self.num_heads
         value = self.value_proj(value_input).view(b, s, heads, self.embed_dim // heads)
-        w, bias = self.sampling_offsets.weight, self.sampling_offsets.bias
-        off_x = F.linear(query, w[0::2], bias[0::2])  # [B, Q, H*L*P], offsets in pixels of each level
-        off_y = F.linear(query, w[1::2], bias[1::2])
+        # [B, Q, H*L*P] each, offsets in pixels of each level (the layer called whole, so that
+        # quantization can swap it)
+        off_x, off_y = self.sampling_offsets(query).view(b, q, -1, 2).unbind(-1)
         weights = self.attention_weights(query).view(b, q, heads, -1).softmax(-1).view(b, q, -1)
         ref_x, ref_y = reference_pixels
-        sample = sample_grid if torch.is_grad_enabled() and weights.requires_grad else sample_padded
+        sample = SAMPLERS[self.sampler or ("grid_sample" if self.training else "embedding_bag")]
         out = sample(value, spatial_shapes, ref_x + off_x, ref_y + off_y, weights, self.num_points)
         return self.output_proj(out)
 

@@ -110,8 +110,10 @@ class DeformableEncoder(nn.Module):
         """Pixel centres of every level, normalised: ``[S, L, 2]`` (x, y)."""
         points = []
         for h, w in spatial_shapes:
-            ys = torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=device) / h
-            xs = torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=device) / w
+            # (i + 0.5) / n: the reference's linspace(0.5, n - 0.5, n) / n to the bit, written with
+            # arange so that an exported graph keeps n symbolic
+            ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h
+            xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
             ref_y, ref_x = torch.meshgrid(ys, xs, indexing="ij")
             points.append(torch.stack((ref_x.reshape(-1), ref_y.reshape(-1)), -1))
         ref = torch.cat(points, 0)  # [S, 2]

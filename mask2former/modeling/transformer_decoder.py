@@ -194,8 +194,8 @@ class MaskedAttentionDecoder(nn.Module):
         with torch.no_grad():
             small = F.interpolate(mask_logits.detach(), size=attn_size, mode="bilinear", align_corners=False)
             blocked = small.flatten(2).sigmoid() < 0.5  # [B, Q, h*w]
-            blocked &= ~blocked.all(-1, keepdim=True)  # a query blocked everywhere attends everywhere
-        return class_logits, mask_logits, (~blocked).unsqueeze(1)
+            allowed = ~blocked | blocked.all(-1, keepdim=True)  # a query blocked everywhere attends everywhere
+        return class_logits, mask_logits, allowed.unsqueeze(1)
 
     def forward(self, features: list[torch.Tensor],
                 mask_features: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

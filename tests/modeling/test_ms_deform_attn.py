@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mask2former.modeling.ms_deform_attn import (
@@ -73,9 +74,34 @@ def test_module_equals_reference_formulation():
     loc = ref[None, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
     expected = attn.output_proj(ms_deform_attn_reference(value, SHAPES, loc, weights))
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
-    with torch.no_grad():  # inference samples with embedding_bag, training with grid_sample: the same numbers
-        fast = attn(src, reference_pixels(ref, SHAPES, 4, 2), src, SHAPES)
+    with torch.no_grad():  # eval mode samples with embedding_bag, training mode with grid_sample: the same numbers
+        fast = attn.eval()(src, reference_pixels(ref, SHAPES, 4, 2), src, SHAPES)
     torch.testing.assert_close(fast, out.detach(), rtol=1e-9, atol=1e-9)
+
+
+def test_the_sampler_follows_the_mode_or_the_choice_never_the_grad_mode(monkeypatch):
+    import mask2former.modeling.ms_deform_attn as mda
+
+    used = []
+    for name, fn in list(mda.SAMPLERS.items()):
+        monkeypatch.setitem(mda.SAMPLERS, name, lambda *a, _fn=fn, _name=name: used.append(_name) or _fn(*a))
+    model = MSDeformAttn(embed_dim=32, num_levels=3, num_heads=4, num_points=2).double()
+    s = sum(h * w for h, w in SHAPES)
+    src = torch.randn(1, s, 32, dtype=torch.float64)
+    ref = reference_pixels(torch.rand(s, 3, 2, dtype=torch.float64), SHAPES, 4, 2)
+    for training in (True, False):
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad):
+                model.train(training)(src, ref, src, SHAPES)
+    assert used == ["grid_sample", "grid_sample", "embedding_bag", "embedding_bag"]
+    used.clear()
+    mda.set_sampler(model, "grid_sample")
+    model.eval()(src, ref, src, SHAPES)
+    mda.set_sampler(model, None)
+    model(src, ref, src, SHAPES)
+    assert used == ["grid_sample", "embedding_bag"]
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        mda.set_sampler(model, "bilinear")
 
 
 def test_module_reset():

@@ -107,8 +107,7 @@ class SwinBlock(nn.Module):
         shortcut = x
         x = self.norm1(x)
         pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # always (maybe by 0): no branch on the size in a traced graph
         hp, wp = h + pad_b, w + pad_r
         if self.shift:
             x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
@@ -117,8 +116,7 @@ class SwinBlock(nn.Module):
         x = windows.view(b, hp // ws, wp // ws, ws, ws, c).transpose(2, 3).reshape(b, hp, wp, c)
         if self.shift:
             x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
-        if pad_b or pad_r:
-            x = x[:, :h, :w, :]
+        x = x[:, :h, :w, :]
         x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -133,8 +131,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
-        if h % 2 or w % 2:
-            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))
 
@@ -187,8 +184,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         h, w = x.shape[-2:]
-        if h % p or w % p:
-            x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))
+        x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))
         return self.norm(self.proj(x).permute(0, 2, 3, 1))  # [B, H/4, W/4, C]
 
 
