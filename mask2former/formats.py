@@ -14,6 +14,7 @@ import numpy as np
 
 TASKS = ("semantic", "instance", "panoptic")  # what one model predicts; every command names them so
 IGNORE_LABEL = 255  # void in semantic label maps, read and written (ADE20K, Cityscapes trainIds, detectron2)
+EXPORT_FORMATS = ("onnx", "openvino", "torch-export")  # what `mask2former export` writes and --checkpoint runs
 PANOPTIC_VOID_ID = 0  # segment id 0 in a COCO panoptic PNG: no segment, not scored
 
 

@@ -30,6 +30,7 @@ from mask2former.convert import (
     convert_official_state_dict,
 )
 from mask2former.errors import CheckpointError, ConfigError, brief
+from mask2former.exported_model import ExportedModel, exported_format, load_exported
 from mask2former.modeling import Mask2Former
 from mask2former.presets import get_preset
 from mask2former.safe_unpickle import load_arrays_pickle, refusal
@@ -352,13 +353,16 @@ def _ours(path: Path, version: Any, checksum: Any, config: Any, state: Any
 
 
 def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
-               device: str | torch.device = "cpu") -> Mask2Former:
-    """A ready model (eval mode) from our checkpoint, an official ``.pkl`` or a HF directory.
+               device: str | torch.device = "cpu") -> Mask2Former | ExportedModel:
+    """A ready model (eval mode) from our checkpoint, an official ``.pkl``, a HF directory, or an
+    exported file (``.onnx``, ``.pt2``, an OpenVINO folder: see ``exported_model``).
 
     ``preset`` names the zoo setting of an official ``.pkl`` (its file stores no config), or is a
     ``ModelConfig``; without it the model-zoo file name or the architecture decides, and weights
     that fit several settings are refused with the ``--preset`` choices.
     """
+    if exported_format(path) is not None:
+        return load_exported(path, device=device)
     config, state = read_checkpoint(path, preset, need_settings=True)
     try:
         model = build_model(config)
@@ -371,5 +375,9 @@ def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
 def convert(source: str | os.PathLike, destination: str | os.PathLike, preset: str | ModelConfig | None = None
             ) -> tuple[Path, Mask2Former]:
     """Read any supported checkpoint, check it loads strictly, write it in our format."""
+    if exported_format(source) is not None:
+        raise CheckpointError(f"{source}: an exported graph has no weights in our names to convert; it runs as it "
+                              "is (--checkpoint accepts it)")
     model = load_model(source, preset=preset)
+    assert isinstance(model, Mask2Former)
     return save_model(model, destination), model

@@ -36,6 +36,7 @@ from mask2former.engine.scoring import PredictStream, model_predictions, per_ima
 from mask2former.engine.train import adopt_dataset, train
 from mask2former.errors import ConfigError
 from mask2former.evaluation.tasks import metric_rules, tasks_for
+from mask2former.exported_model import exported_format
 from mask2former.inference.predictor import Predictor
 from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult
@@ -137,6 +138,9 @@ def compare(data: str | os.PathLike, output: str | os.PathLike, *, config: Train
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     data_config = for_model(load_data_config(data), config.model)  # Cityscapes: the class set the model learns
+    if checkpoint is not None and exported_format(checkpoint) is not None:
+        raise ConfigError(f"{checkpoint}: compare counts parameters and FLOPs in PyTorch; give it the checkpoint the "
+                          "file was exported from (and `mask2former benchmark` for the exported file's speed)")
     train_split, val_split = build_split(data_config, "train"), build_split(data_config, "val")
     if train_split.pixels.channels != 3:
         raise ConfigError(f"{data}: compare trains torchvision's Mask R-CNN and DeepLabV3, which take 3-channel "
@@ -183,6 +187,7 @@ def _baseline_backbone(config: TrainConfig, asked: str) -> str:
 def _mask2former_run(bench: _Bench, checkpoint: str | os.PathLike, tasks: tuple[str, ...], source: str,
                      seconds: float, device: str, start: str | None) -> ModelRun:
     model = load_model(checkpoint, device=device)
+    assert isinstance(model, Mask2Former)  # exported files are refused above
     predictor = Predictor(model, device=device)
     run = ModelRun("Mask2Former", tasks, source, start=start or _recorded_start(checkpoint, model),
                    train_seconds=seconds)

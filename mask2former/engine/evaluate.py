@@ -19,6 +19,7 @@ from mask2former.data.volume_dataset import VolumeSplit
 from mask2former.engine.scoring import ScoredSplit, model_predictions, predict_and_score
 from mask2former.errors import ConfigError, DatasetError, brief
 from mask2former.evaluation.tasks import metric_rules, tasks_for
+from mask2former.exported_model import RunnableModel
 from mask2former.inference.predictor import Predictor, tta_views
 from mask2former.modeling import Mask2Former
 
@@ -93,7 +94,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
     return scored.metrics
 
 
-def _evaluate_volume_split(model: Mask2Former, dataset: VolumeSplit, output: str | os.PathLike | None, *,
+def _evaluate_volume_split(model: RunnableModel, dataset: VolumeSplit, output: str | os.PathLike | None, *,
                            device: str, batch_size: int, provenance: dict[str, Any]) -> dict[str, float]:
     """``mask2former eval`` on NIfTI / DICOM volumes: each volume predicted slice by slice and
     scored whole (``evaluate_volumes``); with ``output``, ``metrics.json`` (the metrics and a

@@ -20,9 +20,9 @@ from mask2former.data.intensity import OnModelScale, as_image_array, match_chann
 from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
 from mask2former.errors import ConfigError, Mask2FormerError, brief
+from mask2former.exported_model import RunnableModel
 from mask2former.formats import TASKS
 from mask2former.inference import postprocess as pp
-from mask2former.modeling import Mask2Former
 from mask2former.structures import ImageResult
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | OnModelScale
@@ -105,7 +105,7 @@ class Predictor:
     results of its images run one by one.
     """
 
-    def __init__(self, model: Mask2Former, *, device: str | torch.device = "cpu", batch_size: int = 1,
+    def __init__(self, model: RunnableModel, *, device: str | torch.device = "cpu", batch_size: int = 1,
                  inference: InferenceConfig | None = None, config: ModelConfig | None = None) -> None:
         self.config = config or model.config
         self.inference = inference or self.config.inference

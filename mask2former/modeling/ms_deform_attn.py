@@ -52,11 +52,14 @@ def ms_deform_attn_reference(
     values = value.split([h * w for h, w in spatial_shapes], dim=1)
     grids = 2 * sampling_locations - 1
     samples = []
+    # copies made explicit (clone + view, not reshape): the same data movement, and no choice that
+    # depends on the sizes for an exported graph to guard on
+    dense = torch.contiguous_format
     for lvl, (h, w) in enumerate(spatial_shapes):
-        v = values[lvl].flatten(2).transpose(1, 2).reshape(b * heads, dim, h, w)
-        g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # [B*H, Q, P, 2]
+        v = values[lvl].permute(0, 2, 3, 1).clone(memory_format=dense).view(b * heads, dim, h, w)
+        g = grids[:, :, :, lvl].transpose(1, 2).clone(memory_format=dense).view(b * heads, q, points, 2)
         samples.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    weights = attention_weights.transpose(1, 2).reshape(b * heads, 1, q, levels * points)
+    weights = attention_weights.transpose(1, 2).clone(memory_format=dense).view(b * heads, 1, q, levels * points)
     out = (torch.stack(samples, dim=-2).flatten(-2) * weights).sum(-1)  # [B*H, D, Q]
     return out.view(b, heads * dim, q).transpose(1, 2).contiguous()
 
@@ -109,7 +112,7 @@ def sample_padded(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], px
     q = px.shape[1]
     c = _column_constants(spatial_shapes, heads, points, value.device, px.dtype)
     # 1. zero-padded, channels-last value table: rows = (batch, padded position, head)
-    padded = [F.pad(v.reshape(b, h, w, heads * dim), (0, 0, 1, 1, 1, 1)).reshape(b, -1, heads * dim)
+    padded = [F.pad(v.view(b, h, w, heads * dim), (0, 0, 1, 1, 1, 1)).view(b, (h + 2) * (w + 2), heads * dim)
               for (h, w), v in zip(spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1))]
     table = torch.cat(padded, dim=1).reshape(b * c.table_rows * heads, dim)
     # 2. corners: positions past the border clamp onto the zero border (values and gradients 0)

@@ -204,7 +204,7 @@ class MaskedAttentionDecoder(nn.Module):
         for i, x in enumerate(features):
             sizes.append((x.shape[-2], x.shape[-1]))
             positions.append(sine_position_encoding(x, self.decoder_norm.normalized_shape[0] // 2)
-                             .flatten(2).transpose(1, 2))  # [B, h*w, C]
+                             .flatten(2).transpose(1, 2))  # [1, h*w, C]
             memories.append((self.input_proj[i](x).flatten(2) + self.level_embed.weight[i][None, :, None])
                             .transpose(1, 2))
         b = mask_features.shape[0]

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+DENSE = torch.contiguous_format  # copies made explicit (clone + view): see SwinBlock.forward
+
 
 class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per sample while training."""
@@ -78,12 +80,14 @@ class WindowAttention(nn.Module):
         """windows ``[B, nW, N, C]``; mask ``[nW, N, N]`` (0 / -100) or None."""
         b, nw, n, c = windows.shape
         heads = self.num_heads
-        qkv = self.qkv(windows).view(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5)
+        # 4-D attention over [B*nW, heads, N, d] (what every runtime's attention op takes)
+        qkv = self.qkv(windows).view(b * nw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         bias = self.position_bias().unsqueeze(0)  # [1, heads, N, N]
         if mask is not None:
-            bias = bias + mask.unsqueeze(1)  # [nW, heads, N, N]
+            bias = (bias + mask.unsqueeze(1)).repeat(b, 1, 1, 1)  # [B*nW, heads, N, N], windows batch-major
+        bias = bias.expand(b * nw, -1, -1, -1)  # sizes equal to the query's: no broadcast decided by size
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias.to(qkv.dtype))
-        out = out.transpose(2, 3).reshape(b, nw, n, c)  # [B, nW, N, C]
+        out = out.transpose(1, 2).clone(memory_format=DENSE).view(b, nw, n, c)
         return self.proj(out)
 
 
@@ -106,14 +110,15 @@ class SwinBlock(nn.Module):
         ws = self.window
         shortcut = x
         x = self.norm1(x)
-        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # always (maybe by 0): no branch on the size in a traced graph
-        hp, wp = h + pad_b, w + pad_r
+        rows, cols = (h + ws - 1) // ws, (w + ws - 1) // ws  # windows per column and row
+        hp, wp = rows * ws, cols * ws  # sizes as multiples of the window: simple for a traced graph to reason on
+        x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))  # always (maybe by 0): no branch on the size in a traced graph
         if self.shift:
             x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        windows = x.view(b, hp // ws, ws, wp // ws, ws, c).transpose(2, 3).reshape(b, -1, ws * ws, c)
-        windows = self.attn(windows, shift_mask if self.shift else None)
-        x = windows.view(b, hp // ws, wp // ws, ws, ws, c).transpose(2, 3).reshape(b, hp, wp, c)
+        # clone + view, not reshape: the same copy, without a size-dependent choice in a traced graph
+        windows = x.view(b, rows, ws, cols, ws, c).transpose(2, 3).clone(memory_format=DENSE)
+        windows = self.attn(windows.view(b, rows * cols, ws * ws, c), shift_mask if self.shift else None)
+        x = windows.view(b, rows, cols, ws, ws, c).transpose(2, 3).clone(memory_format=DENSE).view(b, hp, wp, c)
         if self.shift:
             x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
         x = x[:, :h, :w, :]
@@ -131,7 +136,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
-        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = F.pad(x, (0, 0, 0, (w + 1) // 2 * 2 - w, 0, (h + 1) // 2 * 2 - h))
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))
 
@@ -154,12 +159,14 @@ class SwinStage(nn.Module):
     def shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """[nW, N, N] mask of 0 / -100 that keeps shifted windows from mixing regions."""
         ws, shift = self.window, self.window // 2
-        hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+        across, down = (w + ws - 1) // ws, (h + ws - 1) // ws  # windows per row and per column
+        hp, wp = down * ws, across * ws
         ys, xs = torch.arange(hp, device=device), torch.arange(wp, device=device)
         rows = (ys >= hp - ws).long() + (ys >= hp - shift).long()  # 3 bands: body, last window, shifted-in
         cols = (xs >= wp - ws).long() + (xs >= wp - shift).long()
         region = (rows[:, None] * 3 + cols[None, :]).float()  # [Hp, Wp]
-        region = region.view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1, ws * ws)
+        region = region.view(down, ws, across, ws).transpose(1, 2).clone(memory_format=DENSE)
+        region = region.view(down * across, ws * ws)
         diff = region[:, None, :] - region[:, :, None]
         return torch.zeros_like(diff).masked_fill_(diff != 0, -100.0)
 
@@ -184,7 +191,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         h, w = x.shape[-2:]
-        x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))
+        x = F.pad(x, (0, (w + p - 1) // p * p - w, 0, (h + p - 1) // p * p - h))
         return self.norm(self.proj(x).permute(0, 2, 3, 1))  # [B, H/4, W/4, C]
 
 
