@@ -81,6 +81,8 @@ def load_exported(path: str | os.PathLike, *, device: str | torch.device = "cpu"
     format = exported_format(path)
     if format is None or not path.exists():
         raise CheckpointError(f"{path}: not an exported model (an .onnx or .pt2 file or an OpenVINO folder)")
+    if format != "openvino" and precision != "fp32":
+        raise ConfigError(f"{path}: a {format} file runs at the precision it was exported with (fp32), not {precision}")
     loader = {"onnx": _onnx_runner, "openvino": _openvino_runner, "torch-export": _pt2_runner}[format]
     meta, runner = loader(path, precision)
     return ExportedModel(config=_config(meta, path), runner=runner, format=format, precision=precision,

@@ -10,7 +10,8 @@ from mask2former.cli.options import positive_int, preset_name
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset (PQ, mask AP, mIoU; volumes: Dice, HD95)")
-    p.add_argument("--checkpoint", required=True, help="our checkpoint, an official .pkl or a HF directory")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint, an official .pkl, a HF directory, or an "
+                   "exported model (.onnx, .pt2, OpenVINO folder: mask2former export)")
     p.add_argument("--data", required=True, help="DATA.yaml describing the dataset")
     p.add_argument("--split", default="val", help="split of DATA.yaml to score")
     p.add_argument("--task", nargs="+", choices=["semantic", "instance", "panoptic"],

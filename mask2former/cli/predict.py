@@ -11,7 +11,8 @@ from mask2former.cli.options import non_negative_int, positive_int, preset_name,
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a checkpoint and write results")
-    p.add_argument("--checkpoint", required=True, help="our .pt/.safetensors, an official .pkl or a HF directory")
+    p.add_argument("--checkpoint", required=True, help="our .pt/.safetensors, an official .pkl, a HF directory, or an "
+                   "exported model (.onnx, .pt2, OpenVINO folder: mask2former export)")
     p.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
     p.add_argument("--output", required=True, help="folder for the results (a later run merges into its index)")
     p.add_argument("--task", default="panoptic", choices=["semantic", "instance", "panoptic", "all"])
