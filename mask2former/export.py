@@ -30,13 +30,11 @@ from mask2former.atomic_files import atomic_write
 from mask2former.config import ModelConfig, to_dict
 from mask2former.data.collate import padded_size
 from mask2former.errors import ConfigError, ExportError
-from mask2former.exported_model import METADATA_FORMAT, OPENVINO_XML, PT2_EXTRA
+from mask2former.exported_model import METADATA_FORMAT, OPENVINO_XML, PT2_EXTRA, SUFFIXES
 from mask2former.formats import EXPORT_FORMATS
 from mask2former.modeling.mask2former import Mask2Former
 from mask2former.modeling.ms_deform_attn import SAMPLERS, set_sampler
 
-FORMATS = EXPORT_FORMATS
-SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "openvino": ""}  # openvino: a folder of model.xml + .bin
 EXPORT_SAMPLERS = {"onnx": "grid_sample", "openvino": "grid_sample", "torch-export": "embedding_bag"}
 
 
@@ -100,11 +98,11 @@ def output_path(output: str | os.PathLike, format: str) -> Path:
 
 def export_model(model: Mask2Former, output: str | os.PathLike, *, format: str,
                  sampler: str | None = None) -> Path:
-    """Write ``model`` as ``format`` (``FORMATS``) with its config inside; returns the path written
+    """Write ``model`` as ``format`` (``EXPORT_FORMATS``) with its config inside; returns the path written
     (an ``.onnx`` / ``.pt2`` file, or an OpenVINO folder holding ``model.xml`` and ``model.bin``).
     Needs the ``export`` extra for ONNX and OpenVINO."""
-    if format not in FORMATS:
-        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     path = output_path(output, format)
     path.parent.mkdir(parents=True, exist_ok=True)
     program = export_program(model.cpu().eval(), sampler=sampler or EXPORT_SAMPLERS[format])

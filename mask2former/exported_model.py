@@ -30,6 +30,7 @@ from mask2former.structures import Mask2FormerOutput
 METADATA_FORMAT = "mask2former.exported"  # the key (ONNX metadata, OpenVINO rt_info) of our config
 PT2_EXTRA = "mask2former.json"  # the .pt2 archive's extra file holding the same
 OPENVINO_XML = "model.xml"
+SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "openvino": ""}  # openvino: a folder of model.xml + .bin
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -38,7 +39,9 @@ def exported_format(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if path.is_dir():
         return "openvino" if (path / OPENVINO_XML).is_file() else None
-    return {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch-export"}.get(path.suffix)
+    if path.suffix == ".xml":
+        return "openvino"
+    return next((format for format, suffix in SUFFIXES.items() if suffix and path.suffix == suffix), None)
 
 
 class ExportedModel(nn.Module):
