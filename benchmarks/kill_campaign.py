@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from mask2former import CheckpointError, load_model
-from mask2former.benchmark import cpu_name
+from mask2former.cpu import cpu_name
 from mask2former.data.synthetic import write_synthetic
 
 

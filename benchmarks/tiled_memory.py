@@ -28,7 +28,7 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
-from mask2former.benchmark import cpu_name
+from mask2former.cpu import cpu_name
 
 
 def peak_rss_mb() -> float:

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-SPEED_FLAGS = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
-
-
-def cpu_name() -> str:
-    """The CPU a figure was measured on: its model name and its widest vector extensions
-    (numbers differ in the last digits between CPU types, and speed more)."""
-    model, flags = platform.processor() or "unknown CPU", set[str]()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    found = [name for flag, name in SPEED_FLAGS if flag in flags]
-    return f"{model} ({', '.join(found) if found else 'no AVX2'}, {os.cpu_count()} cores)"
 
 
 @dataclass

@@ -23,8 +23,10 @@ import torch
 from torch import nn
 
 from mask2former.config import ModelConfig, from_dict
+from mask2former.cpu import native_bf16
 from mask2former.errors import CheckpointError, ConfigError, ExportError
 from mask2former.modeling import Mask2Former
+from mask2former.precision import ReducedPrecisionModel, check_precision
 from mask2former.structures import Mask2FormerOutput
 
 METADATA_FORMAT = "mask2former.exported"  # the key (ONNX metadata, OpenVINO rt_info) of our config
@@ -32,6 +34,9 @@ PT2_EXTRA = "mask2former.json"  # the .pt2 archive's extra file holding the same
 OPENVINO_XML = "model.xml"
 SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "openvino": ""}  # openvino: a folder of model.xml + .bin
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# what each format can store: int8 is quantized at export; OpenVINO's bf16 is an inference hint
+# (stored as the file's default, and any OpenVINO file can be run with it)
+EXPORT_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"), "torch-export": ("fp32",)}
 
 
 def exported_format(path: str | os.PathLike) -> str | None:
@@ -71,35 +76,50 @@ class ExportedModel(nn.Module):
         return f"format={self.format}, precision={self.precision}, source={self.source}"
 
 
-RunnableModel = Mask2Former | ExportedModel  # what load_model returns and Predictor runs
+RunnableModel = Mask2Former | ReducedPrecisionModel | ExportedModel  # what load_model returns, Predictor runs
 
 
 def load_exported(path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                  precision: str = "fp32") -> ExportedModel:
-    """The exported file at ``path`` ready to run (``precision``: OpenVINO's inference precision,
-    ``fp32`` or ``bf16``; the others run as stored)."""
+                  precision: str = "auto") -> ExportedModel:
+    """The exported file at ``path`` ready to run. ``precision``: ``auto`` runs the file as it was
+    exported (an fp32 OpenVINO file in bf16 where the CPU has native bf16); an explicit one must be
+    what the file holds, except that OpenVINO files also run with the bf16 hint."""
     path = Path(path)
+    check_precision(precision)
     if torch.device(device).type != "cpu":
         raise ExportError(f"{path}: exported models run on the CPU (--device cpu), not {device}")
     format = exported_format(path)
     if format is None or not path.exists():
         raise CheckpointError(f"{path}: not an exported model (an .onnx or .pt2 file or an OpenVINO folder)")
-    if format != "openvino" and precision != "fp32":
-        raise ConfigError(f"{path}: a {format} file runs at the precision it was exported with (fp32), not {precision}")
     loader = {"onnx": _onnx_runner, "openvino": _openvino_runner, "torch-export": _pt2_runner}[format]
-    meta, runner = loader(path, precision)
-    return ExportedModel(config=_config(meta, path), runner=runner, format=format, precision=precision,
-                         source=str(path))
+    config, runner, running = loader(path, precision)
+    return ExportedModel(config=config, runner=runner, format=format, precision=running, source=str(path))
 
 
-def _config(meta: str | None, path: Path) -> ModelConfig:
+def run_precision(path: Path, format: str, stored: str, requested: str) -> str:
+    """The precision a file exported at ``stored`` runs at when ``requested``."""
+    if requested == "auto":
+        return "bf16" if format == "openvino" and stored == "fp32" and native_bf16() else stored
+    if requested == stored or (format == "openvino" and requested == "bf16"):
+        return requested
+    if format == "openvino" and stored == "bf16" and requested == "fp32":
+        return "fp32"
+    raise ConfigError(f"{path}: this {format} file holds a {stored} model and runs at {stored}, not {requested} "
+                      f"(export it with --precision {requested}, or run the checkpoint in PyTorch)")
+
+
+def _metadata(meta: str | None, path: Path) -> tuple[ModelConfig, str]:
+    """The stored config and the precision the file was exported at."""
     if meta is None:
         raise CheckpointError(f"{path}: no mask2former config stored in it (export it with `mask2former export`)")
     try:
         data = json.loads(meta)
         if not isinstance(data, dict) or data.get("format") != METADATA_FORMAT:
             raise ValueError("not our metadata")
-        return from_dict(ModelConfig, data["config"]).validate()
+        precision = data.get("precision", "fp32")
+        if precision not in EXPORT_PRECISIONS[exported_format(path) or "onnx"]:
+            raise ValueError(f"unknown precision {precision!r}")
+        return from_dict(ModelConfig, data["config"]).validate(), precision
     except (ValueError, KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{path}: the stored mask2former config is invalid ({e})") from None
 
@@ -108,7 +128,7 @@ def _extra(name: str) -> ExportError:
     return ExportError(f"running an exported {name} model needs the export extra: pip install 'mask2former[export]'")
 
 
-def _onnx_runner(path: Path, precision: str) -> tuple[str | None, Runner]:
+def _onnx_runner(path: Path, precision: str) -> tuple[ModelConfig, Runner, str]:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -120,25 +140,22 @@ def _onnx_runner(path: Path, precision: str) -> tuple[str | None, Runner]:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors for a bad file
         raise CheckpointError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+    config, stored = _metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_FORMAT), path)
+    running = run_precision(path, "onnx", stored, precision)
     name = session.get_inputs()[0].name
 
     def run(pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         class_logits, mask_logits = session.run(None, {name: pixel_values})[:2]
         return class_logits, mask_logits
 
-    return session.get_modelmeta().custom_metadata_map.get(METADATA_FORMAT), run
+    return config, run, running
 
 
-OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-
-
-def _openvino_runner(path: Path, precision: str) -> tuple[str | None, Runner]:
+def _openvino_runner(path: Path, precision: str) -> tuple[ModelConfig, Runner, str]:
     try:
         import openvino as ov
     except ImportError:
         raise _extra("OpenVINO") from None
-    if precision not in OPENVINO_PRECISIONS:
-        raise ConfigError(f"OpenVINO runs at {' or '.join(OPENVINO_PRECISIONS)}, got {precision!r}")
     xml = path / OPENVINO_XML if path.is_dir() else path
     core = ov.Core()
     try:
@@ -146,15 +163,20 @@ def _openvino_runner(path: Path, precision: str) -> tuple[str | None, Runner]:
     except RuntimeError as e:
         raise CheckpointError(f"{xml}: OpenVINO cannot read it ({str(e).splitlines()[0]})") from None
     meta = model.get_rt_info([METADATA_FORMAT]).astype(str) if model.has_rt_info([METADATA_FORMAT]) else None
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
+    config, stored = _metadata(meta, path)
+    running = run_precision(path, "openvino", stored, precision)
+    hint = "bf16" if running == "bf16" or (running == "int8" and native_bf16()) else "f32"
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                  "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    if running == "bf16" and str(compiled.get_property("INFERENCE_PRECISION_HINT")) != "bf16":
+        running = "fp32"  # OpenVINO falls back to f32 on a CPU without bf16 instructions: say what runs
     request = compiled.create_infer_request()
 
     def run(pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = request.infer([pixel_values])
         return outputs[compiled.output(0)].copy(), outputs[compiled.output(1)].copy()
 
-    return meta, run
+    return config, run, running
 
 
 # torch.export.load unpickles some payloads (pickled weights, custom objects, the sample inputs'
@@ -236,9 +258,10 @@ def check_pt2(data: bytes, path: Path) -> str | None:
     return meta
 
 
-def _pt2_runner(path: Path, precision: str) -> tuple[str | None, Runner]:
+def _pt2_runner(path: Path, precision: str) -> tuple[ModelConfig, Runner, str]:
     data = path.read_bytes()
-    meta = check_pt2(data, path)
+    config, stored = _metadata(check_pt2(data, path), path)
+    running = run_precision(path, "torch-export", stored, precision)
     try:
         module = torch.export.load(io.BytesIO(data)).module()
     except Exception as e:  # noqa: BLE001 - torch.export raises many types for a bad archive
@@ -250,4 +273,4 @@ def _pt2_runner(path: Path, precision: str) -> tuple[str | None, Runner]:
         class_logits, mask_logits = module(torch.from_numpy(pixel_values))
         return class_logits.numpy(), mask_logits.numpy()
 
-    return meta, run
+    return config, run, running

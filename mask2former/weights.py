@@ -30,8 +30,9 @@ from mask2former.convert import (
     convert_official_state_dict,
 )
 from mask2former.errors import CheckpointError, ConfigError, brief
-from mask2former.exported_model import ExportedModel, exported_format, load_exported
+from mask2former.exported_model import RunnableModel, exported_format, load_exported
 from mask2former.modeling import Mask2Former
+from mask2former.precision import auto_precision, check_precision, precision_of, with_precision
 from mask2former.presets import get_preset
 from mask2former.safe_unpickle import load_arrays_pickle, refusal
 from mask2former.zoo import ZOO, ZooWeights, architecture_difference, presets_with_architecture, settings_difference
@@ -353,23 +354,37 @@ def _ours(path: Path, version: Any, checksum: Any, config: Any, state: Any
 
 
 def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
-               device: str | torch.device = "cpu") -> Mask2Former | ExportedModel:
+               device: str | torch.device = "cpu", precision: str = "fp32") -> RunnableModel:
     """A ready model (eval mode) from our checkpoint, an official ``.pkl``, a HF directory, or an
     exported file (``.onnx``, ``.pt2``, an OpenVINO folder: see ``exported_model``).
+
+    ``precision`` (``precision.PRECISION_CHOICES``): a checkpoint in fp32 is a ``Mask2Former``; in
+    bf16 or int8 it is wrapped to run so; ``auto`` picks per CPU. An exported file runs at the
+    precision it was exported with (``load_exported``).
 
     ``preset`` names the zoo setting of an official ``.pkl`` (its file stores no config), or is a
     ``ModelConfig``; without it the model-zoo file name or the architecture decides, and weights
     that fit several settings are refused with the ``--preset`` choices.
     """
+    check_precision(precision)
     if exported_format(path) is not None:
-        return load_exported(path, device=device)
+        exported = load_exported(path, device=device, precision=precision)
+        _say_precision(path, exported.precision, precision, "as exported")
+        return exported
     config, state = read_checkpoint(path, preset, need_settings=True)
     try:
         model = build_model(config)
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
     load_state_strict(model, state, str(path))
-    return model.to(device).eval()
+    runnable = with_precision(model.to(device).eval(), precision)
+    _say_precision(path, precision_of(runnable), precision, auto_precision()[1])
+    return runnable
+
+
+def _say_precision(path: str | os.PathLike, running: str, requested: str, why_auto: str) -> None:
+    if running != "fp32" or requested == "auto":
+        logger.info("%s: running at %s%s", path, running, f" ({why_auto})" if requested == "auto" else "")
 
 
 def convert(source: str | os.PathLike, destination: str | os.PathLike, preset: str | ModelConfig | None = None

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from mask2former import build_model, get_preset
+from mask2former.cpu import BF16_OVERRIDE
 
 torch.set_num_threads(2)
+# Tests compare exact fp32 numbers; `--precision auto` would pick bf16 on CPUs with native bf16.
+# The auto choice itself is tested with this variable set both ways (tests/test_precision.py).
+os.environ[BF16_OVERRIDE] = "0"
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mask2former.cli.options import positive_int, preset_name
+from mask2former.cli.options import add_precision_option, positive_int, preset_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", type=preset_name, help="zoo setting of an official .pkl")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before anything is loaded)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass, >= 1")
+    add_precision_option(p)
     p.set_defaults(run=run)
 
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.output, split=args.split, tasks=args.task,
                                   tta=args.tta, preset=args.preset, device=args.device, batch_size=args.batch_size,
-                                  progress=True, command="mask2former " + " ".join(sys.argv[1:]))
+                                  progress=True, precision=args.precision,
+                                  command="mask2former " + " ".join(sys.argv[1:]))
     if is_main():
         width = max(len(k) for k in metrics) if metrics else 0
         for key, value in metrics.items():

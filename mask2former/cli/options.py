@@ -21,6 +21,16 @@ def _integer(text: str, low: int) -> int:
     return value
 
 
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--precision``, the same for every command that runs a model."""
+    from mask2former.precision import PRECISION_CHOICES
+
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="fp32; bf16 (CPU autocast, OpenVINO's bf16); int8 (PyTorch dynamic quantization of the "
+                             "linear layers, or an int8 export). auto (default): bf16 on CPUs with native bf16 "
+                             "(AVX-512 BF16, AMX), else fp32; an exported file runs as exported")
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (iterations, batch sizes, counts)."""
     return _integer(text, 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mask2former.cli.options import non_negative_int, positive_int, preset_name, probability
+from mask2former.cli.options import add_precision_option, non_negative_int, positive_int, preset_name, probability
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--axis", default="auto", choices=["auto", "0", "1", "2"],
                    help="volumes (.nii, .nii.gz, DICOM series folders): the slice axis (default auto: the "
                         "acquisition axis); each is written back as a label volume in its own format")
+    add_precision_option(p)
     p.set_defaults(run=run)
 
 
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     report = predict_files(args.checkpoint, args.input, args.output, args.task, preset=args.preset, device=args.device,
                      batch_size=args.batch_size, overlays=not args.no_overlays,
                      score_threshold=args.score_threshold, strict=args.strict, progress=True,
-                     tile=args.tile, overlap=args.overlap, axis=getattr(args, "axis", "auto"))
+                     tile=args.tile, overlap=args.overlap, axis=getattr(args, "axis", "auto"),
+                     precision=args.precision)
     if report.failed:
         print(f"error: {report.summary()}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from mask2former.evaluation.tasks import metric_rules, tasks_for
 from mask2former.exported_model import RunnableModel
 from mask2former.inference.predictor import Predictor, tta_views
 from mask2former.modeling import Mask2Former
+from mask2former.precision import precision_of
 
 if TYPE_CHECKING:
     from mask2former.data.data_yaml import DataConfig
@@ -45,7 +46,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
                         output: str | os.PathLike | None = None, *, split: str = "val",
                         tasks: Sequence[str] | None = None, tta: bool = False, preset: str | None = None,
                         device: str = "cpu", batch_size: int = 1, progress: bool = False,
-                        command: str = "") -> dict[str, float]:
+                        command: str = "", precision: str = "fp32") -> dict[str, float]:
     """``mask2former eval``: score a checkpoint on a dataset split for every task both the model
     and the annotations allow; with ``output``, write the predictions in the community formats,
     ``metrics.json`` and ``report.md``. Under torchrun the images are shared out across processes
@@ -58,14 +59,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
     data_config = load_data_config(data)
     if split not in data_config.splits:
         raise DatasetError(data, f"no split {brief(split)} (has {', '.join(data_config.splits)})")
-    model = load_model(checkpoint, preset=preset, device=device)
+    model = load_model(checkpoint, preset=preset, device=device, precision=precision)
     data_config = for_model(data_config, model.config)  # Cityscapes: the class set the model predicts
     dataset = build_split(data_config, split)
     chosen = _chosen_tasks(model.config, data_config.format, dataset.categories, tasks)
     _check_class_count(model.config, dataset.categories, checkpoint, data)
     if isinstance(dataset, VolumeSplit):
         return _evaluate_volume_split(model, dataset, output, device=device, batch_size=batch_size, provenance={
-            "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
+            "checkpoint": str(checkpoint), "precision": precision_of(model), "dataset": str(Path(data).resolve()),
+            "format": data_config.format,
             "split": split, "volumes": len(dataset.cases), "slices": len(dataset), "tasks": "semantic",
             "metric rules": "mIoU: detectron2 SemSegEvaluator over all voxels; Dice, HD95 (mm): MONAI DiceMetric, "
                             "HausdorffDistanceMetric(percentile=95) defaults, per volume and class",
@@ -81,8 +83,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike,
         if writer is not None and output is not None and dist.is_main():
             writer.close()
             _write_results(Path(output), scored, {
-                "checkpoint": str(checkpoint), "dataset": str(Path(data).resolve()), "format": data_config.format,
-                "split": split, "images": len(dataset), "tasks": ", ".join(chosen),
+                "checkpoint": str(checkpoint), "precision": precision_of(model),
+                "dataset": str(Path(data).resolve()), "format": data_config.format, "split": split,
+                "images": len(dataset), "tasks": ", ".join(chosen),
                 **_ground_truth(data_config, split, chosen),
                 "metric rules": metric_rules(data_config.format), "test size": _test_size(model.config, tta),
                 "command": command or "mask2former eval", "processes": dist.world_size(),

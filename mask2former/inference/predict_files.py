@@ -77,7 +77,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
             task: str | Sequence[str] = "panoptic", *, preset: str | None = None, device: str = "cpu",
             batch_size: int = 1, overlays: bool = True, score_threshold: float = 0.5, strict: bool = False,
             progress: bool = False, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
-            axis: int | str = "auto") -> PredictionReport:
+            axis: int | str = "auto", precision: str = "fp32") -> PredictionReport:
     """Run a checkpoint over images and write results under ``output`` (see ``writers``).
 
     A bad image is logged, skipped and listed in the report's ``failed``; with ``strict`` the first
@@ -97,7 +97,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
 
     if any(is_volume_input(p) for p in inputs):  # label volumes in the input's format, not image results
         done = predict_volume_files(checkpoint, inputs, output, preset=preset, device=device, batch_size=batch_size,
-                                    axis=axis, strict=strict)
+                                    axis=axis, strict=strict, precision=precision)
         return PredictionReport(Path(output), total=len(done.written) + len(done.failed), written=done.written,
                                 failed=[(Path(f.path), f.problem) for f in done.failed])
     tasks = parse_tasks(task)
@@ -106,7 +106,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     options = _tile_options(tile, overlap, score_threshold)
     resolve_device(device)
     paths = list_images(list(inputs))
-    model = load_model(checkpoint, preset=preset, device=device)
+    model = load_model(checkpoint, preset=preset, device=device, precision=precision)
     predictor = Predictor(model, device=device, batch_size=batch_size)
     if not tile:  # tiles at the model's test size are predicted at the raster's own resolution
         options = replace(options, tile=max(32, predictor.inference.min_size))

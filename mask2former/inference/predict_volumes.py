@@ -165,12 +165,13 @@ def predict_volumes(predictor: Predictor, inputs: Sequence[str | os.PathLike], o
 
 def predict_volume_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
                          output_dir: str | os.PathLike, *, preset: str | None = None, device: str = "cpu",
-                         batch_size: int = 1, axis: int | str = "auto", strict: bool = False) -> PredictedVolumes:
+                         batch_size: int = 1, axis: int | str = "auto", strict: bool = False,
+                         precision: str = "fp32") -> PredictedVolumes:
     """``mask2former predict`` on volumes: load the checkpoint and ``predict_volumes``."""
     from mask2former.weights import load_model
 
     axis = parse_axis(axis)
-    model = load_model(checkpoint, preset=preset, device=device)
+    model = load_model(checkpoint, preset=preset, device=device, precision=precision)
     return predict_volumes(Predictor(model, device=device, batch_size=batch_size), inputs, output_dir, axis=axis,
                            strict=strict)
 

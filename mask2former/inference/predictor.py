@@ -145,6 +145,11 @@ class Predictor:
         tensor = torch.from_numpy(np.require(resize_image(pixels, size), requirements=["C", "W"])).permute(2, 0, 1)
         return _Prepared(index, tensor.to(self.device), (h, w), name)
 
+    def model_input(self, image: ImageInput) -> torch.Tensor:
+        """``pixel_values [1, C, H, W]`` of one image, exactly as predicting feeds it to the model
+        (calibration of quantized exports, benchmarks)."""
+        return self._pixel_values([self.prepare(image).tensor])
+
     def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return collate.padded_size(size, self.pixels.size_divisibility)
 
