@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from mask2former import load_model
-from mask2former.testing.hf_reference import attention_mask_flips, make_hf_model, max_errors
+from mask2former.bench.vs_hf import attention_mask_flips, max_errors
+from mask2former.testing.hf_reference import make_hf_model
 
 CONFIGS = [
     ("Swin w7, 10 queries, 5 classes", dict(), [(1, 3, 96, 128), (2, 3, 75, 101)]),

@@ -287,6 +287,34 @@ def _backbone_from_hf(bc: Mapping[str, Any]) -> BackboneConfig:
     raise ConversionError(f"unsupported backbone model_type {kind!r} in config.json (swin or resnet)")
 
 
+_HF_RESNET_BLOCKS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def hf_config_dict(config: ModelConfig) -> dict[str, Any]:
+    """The HF ``config.json`` (dict) of ``config``'s architecture, the inverse of ``config_from_hf``
+    (for running the HF port beside ours on the same weights: ``mask2former benchmark --vs-hf``)."""
+    bb = config.backbone
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    if bb.name == "swin":
+        backbone: dict[str, Any] = {"model_type": "swin", "out_features": stages,
+                                    **{theirs: getattr(bb, ours) for theirs, ours in _HF_SWIN.items()}}
+        backbone["depths"], backbone["num_heads"] = list(bb.depths), list(bb.num_heads)
+    elif bb.depth in _HF_RESNET_BLOCKS:
+        basic = bb.depth == 18
+        backbone = {"model_type": "resnet", "depths": list(_HF_RESNET_BLOCKS[bb.depth]), "out_features": stages,
+                    "layer_type": "basic" if basic else "bottleneck",
+                    "hidden_sizes": [64, 128, 256, 512] if basic else [256, 512, 1024, 2048]}
+    else:
+        raise ConversionError(f"the HF port has no ResNet-{bb.depth} layout we read (18, 50, 101, 152)")
+    return {
+        "backbone_config": backbone, "num_labels": config.num_classes,
+        **{theirs: getattr(config.pixel_decoder, ours) for theirs, ours in _HF_PIXEL_DECODER.items()},
+        **{theirs: getattr(config.decoder, ours) for theirs, ours in _HF_DECODER.items()},
+        **{theirs: getattr(config.loss, ours) for theirs, ours in _HF_LOSS.items()},
+        "decoder_layers": config.decoder.num_layers + 1,
+    }
+
+
 def config_from_hf(hf: Mapping[str, Any]) -> ModelConfig:
     """Our ``ModelConfig`` from a HuggingFace ``config.json`` (dict)."""
     bc = hf.get("backbone_config")

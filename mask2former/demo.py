@@ -52,10 +52,17 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
     train_seconds = time.perf_counter() - t0
     eval_command = f"mask2former eval --checkpoint {checkpoint} --data {data} --output {out / 'eval'}"
     metrics = evaluate_checkpoint(checkpoint, data, out / "eval", progress=True, command=eval_command)
+    reduced = {}  # the same split at reduced precision: what it costs in accuracy, measured
+    for precision in reduced_precisions():
+        folder = out / f"eval_{precision}"
+        reduced[precision] = evaluate_checkpoint(
+            checkpoint, data, folder, progress=True, precision=precision,
+            command=f"mask2former eval --checkpoint {checkpoint} --data {data} --output {folder} "
+                    f"--precision {precision}")
     val_images = sorted((data.parent / "images" / "val").iterdir())[:6]
     predict_files(checkpoint, val_images, out / "predictions", "all", strict=True)  # our own images: none may fail
     summary = {"train_command": command, "train_seconds": round(train_seconds, 1), "iterations": config.max_iter,
-               "batch_size": config.batch_size, "metrics": metrics}
+               "batch_size": config.batch_size, "metrics": metrics, "reduced_precision_metrics": reduced}
     if compare:
         from mask2former.compare.run import compare as run_compare
 
@@ -73,12 +80,25 @@ def run_demo(output: str | os.PathLike = "demo_output", *, iters: int | None = N
     return summary
 
 
+def reduced_precisions() -> list[str]:
+    """int8 (PyTorch dynamic quantization) always; bf16 where the CPU computes it natively (emulated,
+    it would take many times the fp32 evaluation's time)."""
+    from mask2former.cpu import native_bf16
+
+    return ["bf16", "int8"] if native_bf16() else ["int8"]
+
+
 def results_table(summary: dict) -> str:
-    """The demo's headline numbers as a small text table."""
+    """The demo's headline numbers as a small text table, with the reduced precisions' deltas."""
     m = summary["metrics"]
+    reduced = summary.get("reduced_precision_metrics") or {}
     rows = [("PQ", "panoptic.PQ"), ("PQ things", "panoptic.PQ_th"), ("PQ stuff", "panoptic.PQ_st"),
             ("mask AP", "instance.AP"), ("mask AP50", "instance.AP50"), ("mIoU", "semantic.mIoU")]
     lines = [f"Mask2Former 'demo' preset, {summary['iterations']} iterations x batch {summary['batch_size']} "
-             f"({summary['train_seconds'] / 60:.1f} min training), synthetic val split:"]
-    lines += [f"  {label:10s} {m[key]:6.1f}" for label, key in rows if key in m]
+             f"({summary['train_seconds'] / 60:.1f} min training), synthetic val split:",
+             f"  {'':10s} {'fp32':>6s}" + "".join(f" {p + ' (delta)':>15s}" for p in reduced)]
+    for label, key in rows:
+        if key in m:
+            deltas = "".join(f" {r[key]:6.1f} ({r[key] - m[key]:+5.2f})" for r in reduced.values() if key in r)
+            lines.append(f"  {label:10s} {m[key]:6.1f}{deltas}")
     return "\n".join(lines)

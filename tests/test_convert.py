@@ -9,6 +9,7 @@ import pytest
 
 from mask2former.config import BackboneConfig, DecoderConfig, LossConfig, PixelDecoderConfig
 from mask2former.convert import ConversionError, config_from_hf
+from mask2former.presets import get_preset
 
 
 def test_keys_config_json_leaves_out_get_our_defaults():
@@ -51,3 +52,14 @@ def test_the_hf_ports_defaults_are_ours():
     config = config_from_hf(hf)
     assert (config.pixel_decoder, config.decoder, config.loss) == (PixelDecoderConfig(), DecoderConfig(), LossConfig())
     assert replace(config.backbone, drop_path_rate=BackboneConfig().drop_path_rate) == BackboneConfig(name="swin")
+
+
+@pytest.mark.parametrize("preset", ["r50_coco_panoptic", "swin_t_coco_panoptic", "tiny", "tiny_resnet"])
+def test_the_hf_config_we_write_reads_back_as_the_same_architecture(preset):
+    from mask2former.convert import config_from_hf, hf_config_dict
+
+    config = get_preset(preset)
+    back = config_from_hf(hf_config_dict(config))
+    assert back.num_classes == config.num_classes
+    assert (back.pixel_decoder, back.decoder, back.loss) == (config.pixel_decoder, config.decoder, config.loss)
+    assert replace(back.backbone, norm=config.backbone.norm) == config.backbone  # HF's ResNet norm is frozen

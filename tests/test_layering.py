@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mask2former"
-ABOVE = {"engine", "inference", "compare", "cli", "demo", "weights", "build", "benchmark", "presets", "zoo", "export",
-         "exported_model"}
+ABOVE = {"engine", "inference", "compare", "cli", "demo", "weights", "build", "benchmark", "bench", "precision",
+         "presets", "zoo", "export", "exported_model"}
 FORBIDDEN = {
     "modeling": {"losses", "data", "evaluation"} | ABOVE,
     "losses": {"modeling", "data", "evaluation"} | ABOVE,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mask2former import load_model
-from mask2former.testing.hf_reference import attention_mask_flips, make_hf_model, max_errors
+from mask2former.bench.vs_hf import attention_mask_flips, max_errors
+from mask2former.testing.hf_reference import make_hf_model
 
 pytest.importorskip("transformers")
 
