@@ -7,8 +7,9 @@ The same measurement as ``mask2former benchmark --vs-hf`` (``mask2former.bench.v
 model with its own random initialisation for the preset's architecture, ours loading those weights
 through our HF reader, fp32; stages backbone, pixel decoder, transformer decoder (with the class
 head), post-processing (panoptic, each library's own algorithm, on the same synthetic outputs);
-HF and ours timed in alternation. Prints HF time / ours per stage (> 1: we are faster) and the
-largest output difference.
+HF and ours timed in alternation; at the first size also a training step (forward, each library's
+own loss on the same random segments, backward). Prints HF time / ours per stage (> 1: we are
+faster), the largest output difference and the peak tensor memory of a forward of each.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def main() -> None:
           "(after 1 warm-up)")
     for name in args.presets:
         config = get_preset(name)
-        for text in args.sizes:
-            result = side_by_side(config, parse_size(text, config.pixels.size_divisibility), args.runs)
+        for index, text in enumerate(args.sizes):  # a training step at the first size
+            result = side_by_side(config, parse_size(text, config.pixels.size_divisibility), args.runs,
+                                  train=index == 0)
             print("\n" + "\n".join(format_side_by_side(f"{name} {text}", result)))
 
 

@@ -169,7 +169,9 @@ def _onnx_model(program: torch.export.ExportedProgram, meta: str):  # -> onnx.Mo
 
 def _onnx_int8(proto, calibration: Sequence[np.ndarray], meta: str):  # onnx.ModelProto -> the same, int8
     """onnxruntime's static quantization (QDQ, int8 weights per channel, uint8 activations) of the
-    convolutions and matrix products, activation ranges from the calibration inputs."""
+    convolutions and matrix products, activation ranges from the calibration inputs. Weights use 7
+    bits (``reduce_range``): on CPUs without VNNI the uint8 x int8 products saturate otherwise (the
+    demo model's PQ fell by 0.88 with 8 bits and rose by 0.37 with 7; mIoU -0.07)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -187,7 +189,7 @@ def _onnx_int8(proto, calibration: Sequence[np.ndarray], meta: str):  # onnx.Mod
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(proto, source)
         quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                         op_types_to_quantize=["Conv", "MatMul", "Gemm"])
         quantized = onnx.load(target)
     del quantized.metadata_props[:]
@@ -225,11 +227,15 @@ def _write_openvino(program: torch.export.ExportedProgram, path: Path, meta: str
         onnx.save(_onnx_model(program, meta), Path(tmp) / "model.onnx")
         ov_model = ov.convert_model(Path(tmp) / "model.onnx")
         if calibration:
-            import nncf
+            with _quiet("torch.utils.cpp_extension"):  # nncf's import probes for CUDA and warns without one
+                import nncf
 
+            # the transformer scheme keeps softmax and attention inputs as they are: NNCF's default
+            # (CNN) scheme took the demo model's PQ from 80.3 to 39.2, this one to 80.6
             with warnings.catch_warnings():  # its statistics overflow float32 sums on far-out activations
                 warnings.simplefilter("ignore", RuntimeWarning)
-                ov_model = nncf.quantize(ov_model, nncf.Dataset(list(calibration)), subset_size=len(calibration))
+                ov_model = nncf.quantize(ov_model, nncf.Dataset(list(calibration)), subset_size=len(calibration),
+                                         model_type=nncf.ModelType.TRANSFORMER)
         ov_model.set_rt_info(meta, [METADATA_FORMAT])
         xml = Path(tmp) / OPENVINO_XML
         ov.save_model(ov_model, xml, compress_to_fp16=False)

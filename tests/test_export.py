@@ -96,7 +96,7 @@ def test_export_command_writes_checks_and_predict_and_eval_read_the_file(tmp_pat
                  "--output", str(tmp_path / "exported")]) == 0
     out = capsys.readouterr().out
     assert "exported.onnx" in out and "largest logit difference to PyTorch" in out
-    difference = float(out.split("PyTorch ")[-1].split()[0])
+    difference = float(out.split("PyTorch fp32 ")[-1].split()[0])
     assert difference <= 1e-4
     image = tmp_path / "image.png"
     Image.fromarray(random_image(120, 100)).save(image)

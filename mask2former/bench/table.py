@@ -3,8 +3,10 @@
 
 Latency is the median wall time of the model call (``pixel_values`` in, logits out) over ``runs``
 calls after one warm-up call; throughput is batch / latency; peak memory is the process's peak
-resident memory during the first call above its resident memory before it (what the call adds,
-whatever the runtime allocates with). Parameters and FLOPs are the PyTorch model's (FLOPs counted
+resident memory while it loads the model and makes the first call, above its resident memory
+before loading: weights, the runtime's own structures and the activations, whatever the runtime
+allocates with (memory one step frees and the next reuses would hide from a count that starts
+after loading). Parameters and FLOPs are the PyTorch model's (FLOPs counted
 by torch's FlopCounterMode: matrix products and convolutions, at each size). With ``data``, every
 format and precision is scored on the split and compared with PyTorch fp32.
 """
@@ -67,7 +69,7 @@ class Row:
     batch: int
     latency_ms: float
     throughput: float  # images per second
-    peak_memory_mb: float | None  # None where the kernel does not let us reset the peak
+    peak_memory_mb: float | None  # loading + first call; None where the kernel does not let us reset the peak
     params_m: float
     gflops: float
     export_s: float | None = None
@@ -99,16 +101,13 @@ def measure_row(path: str, format: str, precision: str, size: tuple[int, int], b
     from mask2former.weights import load_model
 
     torch.set_num_threads(threads)
+    counting = _reset_peak_rss()
+    before = _status_mb("VmRSS") if counting else 0.0
     model = load_model(path, precision=precision)
     x = torch.randn(batch, model.config.pixels.channels, *size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        peak = None
-        if _reset_peak_rss():
-            before = _status_mb("VmRSS")
-            model(x)
-            peak = _status_mb("VmHWM") - before
-        else:
-            model(x)
+        model(x)
+        peak = _status_mb("VmHWM") - before - x.numel() * 4 / 2**20 if counting else None  # the input excluded
         latency = median_seconds(lambda: model(x), runs)
     result = {"running": precision_of(model), "latency_ms": 1000 * latency, "peak_memory_mb": peak}
     if stages and format == "torch":
@@ -208,9 +207,9 @@ def run_benchmark(model: Mask2Former, workdir: Path, *, formats: Sequence[str], 
     if vs_hf:
         from mask2former.bench.vs_hf import side_by_side
 
-        for size in sizes:
+        for index, size in enumerate(sizes):  # a training step at the first size
             say(f"timing the HF port beside ours at {size[0]}x{size[1]} ...")
-            result.side_by_side[f"{size[0]}x{size[1]}"] = side_by_side(model.config, size, runs)
+            result.side_by_side[f"{size[0]}x{size[1]}"] = side_by_side(model.config, size, runs, train=index == 0)
     return result
 
 
@@ -240,8 +239,9 @@ def _scores(path: Path, data: str | os.PathLike, split: str, precision: str, say
 def format_benchmark(result: Benchmark) -> str:
     """The tables as Markdown: rows, PyTorch stages, and the HF side by side."""
     lines = [f"CPU: {result.cpu}; torch {result.torch_version}, {result.threads} threads; median of {result.runs} "
-             "calls after 1 warm-up; peak memory: the process's peak RSS during the first call above its RSS "
-             "before it, each row in a fresh process", ""]
+             "calls after 1 warm-up; peak memory: the process's peak RSS while loading the model and making the "
+             "first call, above its RSS before loading (weights + runtime + activations), each row in a fresh "
+             "process", ""]
     reference = {(r.size, r.batch): r for r in result.rows if r.format == "torch" and r.precision == "fp32"}
     scored = any(r.accuracy for r in result.rows)
     header = ["format", "precision", "size", "batch", "latency (ms)", "images/s", "peak memory (MB)", "params (M)",

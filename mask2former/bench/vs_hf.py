@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from mask2former.bench.stages import STAGES
+from mask2former.benchmark import peak_memory
 from mask2former.config import ModelConfig
 from mask2former.errors import ConfigError
 from mask2former.modeling import Mask2Former
@@ -31,6 +32,10 @@ class SideBySide:
     ours: dict[str, float] = field(default_factory=dict)
     max_abs_diff: float = 0.0
     ties: dict[str, Any] | None = None
+    hf_peak_mb: float = 0.0  # tensor memory one whole forward holds at once (benchmark.peak_memory)
+    our_peak_mb: float = 0.0
+    hf_train_s: float | None = None  # one training step: forward, the library's own loss, backward
+    our_train_s: float | None = None
 
     def ratios(self) -> dict[str, float]:
         """HF time / ours per stage (> 1: we are faster)."""
@@ -140,13 +145,47 @@ def hf_model(config: ModelConfig) -> Any:
     return Mask2FormerForUniversalSegmentation(Mask2FormerConfig(**hf_config_dict(config))).eval()
 
 
-def side_by_side(config: ModelConfig, size: tuple[int, int], runs: int) -> SideBySide:
-    """Per-stage medians of HF and ours on one ``[1, 3, *size]`` input (fp32, this process's threads)."""
+def _training_steps(hf: Any, ours: Mask2Former, x: torch.Tensor, runs: int) -> tuple[float, float]:
+    """Median seconds of one training step (train mode, forward, the library's own loss on the same
+    five random segments, backward) of HF and ours, timed in alternation."""
+    from mask2former.build import build_criterion
+    from mask2former.structures import Target
+
+    g = torch.Generator().manual_seed(0)
+    h, w = x.shape[-2:]
+    coarse = torch.rand(5, 1, max(1, h // 32), max(1, w // 32), generator=g)
+    masks = torch.nn.functional.interpolate(coarse, size=(h, w), mode="nearest")[:, 0] > 0.5
+    labels = torch.randint(0, ours.config.num_classes, (5,), generator=g)
+    target = Target(masks=masks, labels=labels, is_thing=torch.ones(5, dtype=torch.bool),
+                    iscrowd=torch.zeros(5, dtype=torch.bool), ignore=torch.zeros((h, w), dtype=torch.bool))
+    criterion = build_criterion(ours.config)
+
+    def hf_step() -> None:
+        hf.zero_grad(set_to_none=True)
+        hf(pixel_values=x, mask_labels=[masks.float()], class_labels=[labels]).loss.backward()
+
+    def our_step() -> None:
+        ours.zero_grad(set_to_none=True)
+        sum(criterion(ours(x), [target]).values()).backward()
+
+    hf.train(), ours.train()
+    try:
+        hf_s, our_s, _, _ = paired_medians(hf_step, our_step, runs)
+    finally:
+        hf.eval(), ours.eval()
+    return hf_s, our_s
+
+
+def side_by_side(config: ModelConfig, size: tuple[int, int], runs: int, *, train: bool = False) -> SideBySide:
+    """Per-stage medians of HF and ours on one ``[1, 3, *size]`` input (fp32, this process's threads),
+    the peak tensor memory of a whole forward of each, and with ``train`` a training step of each."""
     from transformers import Mask2FormerImageProcessor
+    from transformers.utils import logging as hf_logging
 
     from mask2former.inference.predictor import Predictor
     from mask2former.weights import load_model
 
+    hf_logging.disable_progress_bar()  # its shard-writing bar would land in the middle of our table
     torch.manual_seed(0)
     hf = hf_model(config)
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,6 +226,10 @@ def side_by_side(config: ModelConfig, size: tuple[int, int], runs: int) -> SideB
             lambda: predictor.postprocess(pp_cls, pp_masks, size, size, size, ("panoptic",)), runs)
         result.max_abs_diff = max((cls[-1] - out.class_logits).abs().max().item(),
                                   (dec.masks_queries_logits[-1] - out.mask_logits).abs().max().item())
+        result.hf_peak_mb = peak_memory(lambda: hf(pixel_values=x))
+        result.our_peak_mb = peak_memory(lambda: ours(x))
+    if train:
+        result.hf_train_s, result.our_train_s = _training_steps(hf, ours, x, runs)
     result.hf = dict(zip(STAGES, (t_bb, t_pd, t_td, t_pp)))
     result.ours = dict(zip(STAGES, (o_bb, o_pd, o_td, o_pp)))
     result.hf["total"], result.ours["total"] = sum(result.hf.values()), sum(result.ours.values())
@@ -205,4 +248,9 @@ def format_side_by_side(name: str, result: SideBySide) -> list[str]:
     lines.append("  | stage | HF (s) | ours (s) | HF / ours |\n  |---|---|---|---|")
     for stage, ratio in result.ratios().items():
         lines.append(f"  | {stage} | {result.hf[stage]:.3f} | {result.ours[stage]:.3f} | {ratio:.2f} |")
+    if result.hf_train_s is not None and result.our_train_s is not None:
+        lines.append(f"  | training step | {result.hf_train_s:.3f} | {result.our_train_s:.3f} | "
+                     f"{result.hf_train_s / result.our_train_s:.2f} |")
+    lines.append(f"  peak tensor memory of a forward: HF {result.hf_peak_mb:,.0f} MB, ours "
+                 f"{result.our_peak_mb:,.0f} MB (ours / HF {result.our_peak_mb / result.hf_peak_mb:.2f})")
     return lines
