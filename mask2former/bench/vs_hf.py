@@ -147,7 +147,8 @@ def hf_model(config: ModelConfig) -> Any:
 
 def _training_steps(hf: Any, ours: Mask2Former, x: torch.Tensor, runs: int) -> tuple[float, float]:
     """Median seconds of one training step (train mode, forward, the library's own loss on the same
-    five random segments, backward) of HF and ours, timed in alternation."""
+    five random segments, backward) of HF and ours, timed in alternation. HF's ResNet normalises
+    with batch statistics in training and updates its running ones: run it last."""
     from mask2former.build import build_criterion
     from mask2former.structures import Target
 
@@ -228,13 +229,13 @@ def side_by_side(config: ModelConfig, size: tuple[int, int], runs: int, *, train
                                   (dec.masks_queries_logits[-1] - out.mask_logits).abs().max().item())
         result.hf_peak_mb = peak_memory(lambda: hf(pixel_values=x))
         result.our_peak_mb = peak_memory(lambda: ours(x))
-    if train:
-        result.hf_train_s, result.our_train_s = _training_steps(hf, ours, x, runs)
     result.hf = dict(zip(STAGES, (t_bb, t_pd, t_td, t_pp)))
     result.ours = dict(zip(STAGES, (o_bb, o_pd, o_td, o_pp)))
     result.hf["total"], result.ours["total"] = sum(result.hf.values()), sum(result.ours.values())
     if result.max_abs_diff > 1e-4:  # a masked-attention threshold tie, or a real difference: find out which
         result.ties = attention_mask_flips(hf, ours, x)
+    if train:  # last: training-mode batch norms move HF's running statistics
+        result.hf_train_s, result.our_train_s = _training_steps(hf, ours, x, runs)
     return result
 
 
