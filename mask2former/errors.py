@@ -41,6 +41,10 @@ class ImageError(Mask2FormerError, ValueError):
     """An input image is missing, unreadable, too large or not usable as the model's input."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than the limit in force: refused before its pixels are decoded."""
+
+
 class DatasetError(Mask2FormerError, ValueError):
     """A dataset file is missing, malformed or inconsistent; ``path`` names the file."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mask2former"
 ABOVE = {"engine", "inference", "compare", "cli", "demo", "weights", "build", "benchmark", "bench", "precision",
-         "presets", "zoo", "export", "exported_model"}
+         "presets", "zoo", "export", "exported_model", "serve"}
 FORBIDDEN = {
     "modeling": {"losses", "data", "evaluation"} | ABOVE,
     "losses": {"modeling", "data", "evaluation"} | ABOVE,

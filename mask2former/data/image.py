@@ -23,14 +23,14 @@ import types
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mask2former.config import MAX_CHANNELS
 from mask2former.data.files import NOT_FOUND, path_problem
-from mask2former.errors import ConfigError, ImageError, Mask2FormerError, brief
+from mask2former.errors import ConfigError, ImageError, ImageTooLargeError, Mask2FormerError, brief
 
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # Pillow's 16-bit, 32-bit integer and float modes
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -116,20 +116,31 @@ def open_image(path: str | os.PathLike, *, error: ErrorFactory = image_error,
     except the project's own errors, which pass through. ``what`` ("image", "mask") words it."""
     path = Path(path)
     _check_path(path, error, what)
-    limit = max_image_pixels()
+    try:
+        file = _SizedReader(io.FileIO(path))
+    except OSError as e:  # unreadable: permissions, vanished since the check
+        raise error(path, f"cannot open the {what} ({e.strerror or type(e).__name__})") from None
+    with file, _opened(file, path, max_image_pixels(), error, what) as image:
+        yield image
+
+
+@contextlib.contextmanager
+def _opened(file: IO[bytes], path: Path, limit: int | None, error: ErrorFactory, what: str,
+            raise_hint: str = "") -> Iterator[Image.Image]:
+    """``open_image``'s checks on an open binary file (``path`` names it in errors)."""
     _allow_in_pillow(limit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with _SizedReader(io.FileIO(path)) as file, Image.open(file) as image:
-                _check_pixels(image, path, limit, error)
+            with Image.open(file) as image:
+                _check_pixels(image, path, limit, error, raise_hint)
                 yield image
         except Mask2FormerError:
             raise
         except UnidentifiedImageError:
             raise error(path, "not an image (Pillow cannot identify the file format)") from None
         except Image.DecompressionBombError as e:  # Pillow's header check runs before ours can
-            raise error(path, _bomb_problem(e, limit)) from None
+            raise _too_large(path, _bomb_problem(e, limit, raise_hint), error) from None
         except Exception as e:  # any decoder failure on a hostile file: OSError, struct.error, zlib.error, ...
             raise error(path, f"cannot decode {what} ({type(e).__name__}: {str(e)[:200]})") from e
 
@@ -144,27 +155,35 @@ def _check_path(path: Path, error: ErrorFactory, what: str) -> None:
                     if problem.startswith("is ") else problem)
 
 
-def _check_pixels(image: Image.Image, path: Path, limit: int | None, error: ErrorFactory) -> None:
+def _too_large(path: Path, problem: str, error: ErrorFactory) -> Mask2FormerError:
+    """Input images past the pixel limit raise ``ImageTooLargeError`` (a service answers 413 to it)."""
+    return ImageTooLargeError(f"{path}: {problem}") if error is image_error else error(path, problem)
+
+
+def _check_pixels(image: Image.Image, path: Path, limit: int | None, error: ErrorFactory, raise_hint: str = ""
+                  ) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise error(path, f"empty image ({height}x{width} pixels, HxW)")
     if limit is not None and width * height > limit:
-        raise error(path, _too_many(width * height, limit, f" ({height}x{width}, HxW)"))
+        raise _too_large(path, _too_many(width * height, limit, f" ({height}x{width}, HxW)", raise_hint), error)
 
 
-def _too_many(pixels: int, limit: int, shape: str = "") -> str:
-    return (f"image has {pixels:,} pixels{shape}, more than the limit of {limit:,}; if the file is trusted, raise "
-            f"the limit (--max-image-pixels, {MAX_PIXELS_ENV} or mask2former.data.image.set_max_image_pixels)")
+def _too_many(pixels: int, limit: int, shape: str = "", raise_hint: str = "") -> str:
+    """``raise_hint`` says how to raise the limit where the command-line one does not apply."""
+    hint = raise_hint or (f"if the file is trusted, raise the limit (--max-image-pixels, {MAX_PIXELS_ENV} or "
+                          "mask2former.data.image.set_max_image_pixels)")
+    return f"image has {pixels:,} pixels{shape}, more than the limit of {limit:,}; {hint}"
 
 
-def _bomb_problem(e: Exception, limit: int | None) -> str:
+def _bomb_problem(e: Exception, limit: int | None, raise_hint: str = "") -> str:
     """Our message for Pillow's DecompressionBombError, whose text holds the pixel count: ours
     is never above Pillow's threshold (``_allow_in_pillow``), so it is ours that is exceeded,
     unless someone lowered ``PIL.Image.MAX_IMAGE_PIXELS`` below it."""
     found = re.search(r"\((\d+) pixels\)", str(e))
     pixels = int(found.group(1)) if found else None
     if pixels is not None and limit is not None and pixels > limit:
-        return _too_many(pixels, limit)
+        return _too_many(pixels, limit, raise_hint=raise_hint)
     return f"too large for Pillow's own limit (PIL.Image.MAX_IMAGE_PIXELS): {e}"
 
 
@@ -224,6 +243,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             raise ImageError(f"{e} (multi-band, 16-bit RGB and float TIFF files are read by tifffile: "
                              "pip install tifffile)") from None
         raise
+
+
+def decode_image(data: bytes, source: str, *, max_pixels: int | None, raise_hint: str = "") -> np.ndarray:
+    """``read_image`` for bytes already in memory (an upload, a message): what Pillow decodes,
+    with the same checks, the header's pixel count against ``max_pixels`` before any pixel is
+    decoded, and errors naming ``source`` (``raise_hint``: how to raise the limit there)."""
+    if not data:
+        raise ImageError(f"{source}: empty, expected an image")
+    with io.BytesIO(data) as file, _opened(file, Path(source), max_pixels, image_error, "image",
+                                           raise_hint) as image:
+        image.load()
+        return to_array(image, source)
 
 
 def _read_tiff_bands(path: Path) -> np.ndarray | None:

@@ -153,6 +153,10 @@ class Predictor:
     def _padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return collate.padded_size(size, self.pixels.size_divisibility)
 
+    def batch_key(self, item: _Prepared) -> tuple[int, int]:
+        """The padded size of a prepared image: ``predict_batch`` takes only items that share it."""
+        return self._padded_size((item.tensor.shape[-2], item.tensor.shape[-1]))
+
     def _pixel_values(self, images: list[torch.Tensor]) -> torch.Tensor:
         pixels = self.pixels
         return collate.pad_and_normalize(images, pixels.mean, pixels.std, pixels.size_divisibility,
@@ -307,7 +311,7 @@ class Predictor:
                  done: dict[int, ImageResult | None], tasks: tuple[str, ...]) -> None:
         """Queue an item with images of its padded size; run a group once it is full, or the group
         of the oldest waiting image once more than ``batch_size`` images wait."""
-        key = self._padded_size((item.tensor.shape[-2], item.tensor.shape[-1]))
+        key = self.batch_key(item)
         pending.setdefault(key, []).append(item)
         full = len(pending[key]) >= self.batch_size
         if full or sum(map(len, pending.values())) > self.batch_size:

@@ -29,8 +29,15 @@ from mask2former.atomic_files import remove_stale_temp_files, write_json_atomic
 from mask2former.config import ModelConfig
 from mask2former.errors import ConfigError, brief
 from mask2former.folder_lock import FolderLock
-from mask2former.formats import bbox_xywh, encode_rle, id_to_rgb
-from mask2former.inference.visualize import overlay, palette
+from mask2former.formats import encode_rle, id_to_rgb
+from mask2former.inference.records import (
+    category_records,
+    class_colors,
+    dataset_ids,
+    instance_records,
+    panoptic_segments,
+)
+from mask2former.inference.visualize import overlay
 from mask2former.structures import ImageResult, PanopticResult, SemanticResult
 
 if TYPE_CHECKING:
@@ -53,12 +60,13 @@ def check_score_threshold(value: float) -> float:
     return number
 
 
+def semantic_png(labels: np.ndarray) -> Image.Image:
+    """The label image of contiguous class ids: 8-bit, 16-bit when there are more than 255 classes."""
+    return Image.fromarray(labels.astype(np.uint16 if labels.max(initial=0) > 255 else np.uint8))
+
+
 def save_semantic_png(labels: np.ndarray, path: str | os.PathLike) -> None:
-    """uint8 PNG of contiguous class ids (16-bit when there are more than 255 classes)."""
-    if labels.max(initial=0) > 255:
-        Image.fromarray(labels.astype(np.uint16)).save(path)
-    else:
-        Image.fromarray(labels.astype(np.uint8)).save(path)
+    semantic_png(labels).save(path, format="PNG")
 
 
 def _read_index(path: Path) -> Any:
@@ -118,9 +126,8 @@ class ResultWriter:
         self.overlays = overlays
         self.score_threshold = check_score_threshold(score_threshold)
         self.names = config.class_names
-        cats = config.categories
-        self.dataset_ids = [c.id for c in cats] if cats else list(range(config.num_classes))
-        self.colors = palette(config.num_classes, [c.color for c in cats] if cats else None)
+        self.dataset_ids = dataset_ids(config)
+        self.colors = class_colors(config)
         self.panoptic_annotations: list[dict] = []
         self.instances: list[dict] = []
         self.images: list[dict] = []
@@ -271,34 +278,14 @@ class ResultWriter:
         return annotation
 
     def _panoptic_entry(self, result: ImageResult, ids: np.ndarray, stem: str, image_id: int | str) -> dict:
-        assert result.panoptic is not None
-        segments = []
-        for s in result.panoptic.segments_info:
-            segments.append({"id": s.id, "category_id": self.dataset_ids[s.label], "iscrowd": 0,
-                             "area": s.area, "bbox": bbox_xywh(ids == s.id), "isthing": s.isthing,
-                             "score": round(s.score, 6)})
-        return {"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments}
+        return {"image_id": image_id, "file_name": f"{stem}.png",
+                "segments_info": panoptic_segments(result, ids, self.dataset_ids)}
 
     def _instance_entries(self, result: ImageResult, image_id: int | str) -> list[dict]:
-        inst = result.instance
-        assert inst is not None
-        masks = inst.masks.cpu().numpy()
-        entries = []
-        for i in range(masks.shape[0]):
-            x0, y0, x1, y1 = inst.boxes[i].tolist()
-            entries.append({
-                "image_id": image_id,
-                "category_id": self.dataset_ids[int(inst.labels[i])],
-                "segmentation": encode_rle(masks[i]),
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "score": round(float(inst.scores[i]), 6),
-            })
-        return entries
+        return instance_records(result, self.dataset_ids, image_id)
 
     def categories(self) -> list[dict]:
-        flags = self.config.thing_flags
-        return [{"id": self.dataset_ids[i], "name": self.names[i], "isthing": int(flags[i]),
-                 "color": [int(c) for c in self.colors[i]]} for i in range(self.config.num_classes)]
+        return category_records(self.config)
 
     def merge(self, other: ResultWriter) -> None:
         """Add the index entries another process's writer made (multi-process ``eval``: helper
