@@ -80,12 +80,14 @@ class SemanticResult:
 @dataclass
 class InstanceResult:
     """Up to ``topk`` instances at the original size: ``masks [N, H, W]`` bool, ``scores [N]``,
-    ``labels [N]`` (contiguous ids), ``boxes [N, 4]`` XYXY from the masks."""
+    ``labels [N]`` (contiguous ids), ``boxes [N, 4]`` XYXY from the masks, and ``queries [N]``, the
+    object query each came from (video tracking follows queries), when known."""
 
     masks: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
     boxes: torch.Tensor
+    queries: torch.Tensor | None = None
 
 
 @dataclass

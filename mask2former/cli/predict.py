@@ -13,7 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a checkpoint and write results")
     p.add_argument("--checkpoint", required=True, help="our .pt/.safetensors, an official .pkl, a HF directory, or an "
                    "exported model (.onnx, .pt2, OpenVINO folder: mask2former export)")
-    p.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
+    p.add_argument("--input", required=True, nargs="+",
+                   help="image files and/or folders of images; or videos (.mp4, .avi, .mov, .mkv, ...) or a camera "
+                        "(camera:0): an annotated video and per-frame results with instance tracks")
     p.add_argument("--output", required=True, help="folder for the results (a later run merges into its index)")
     p.add_argument("--task", default="panoptic", choices=["semantic", "instance", "panoptic", "all"])
     p.add_argument("--preset", default=None, type=preset_name,
@@ -32,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--axis", default="auto", choices=["auto", "0", "1", "2"],
                    help="volumes (.nii, .nii.gz, DICOM series folders): the slice axis (default auto: the "
                         "acquisition axis); each is written back as a label volume in its own format")
+    p.add_argument("--max-frames", type=positive_int, default=None,
+                   help="videos and cameras: stop after this many frames (default: the whole video; a camera runs "
+                        "until Ctrl-C)")
     add_precision_option(p)
     p.set_defaults(run=run)
 
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, overlays=not args.no_overlays,
                      score_threshold=args.score_threshold, strict=args.strict, progress=True,
                      tile=args.tile, overlap=args.overlap, axis=getattr(args, "axis", "auto"),
-                     precision=args.precision)
+                     precision=args.precision, max_frames=args.max_frames)
     if report.failed:
         print(f"error: {report.summary()}", file=sys.stderr)
         return 1

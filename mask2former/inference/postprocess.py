@@ -159,7 +159,8 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     return boxes
 
 
-def instance_inference(scores: torch.Tensor, labels: torch.Tensor, mask_logits: torch.Tensor) -> InstanceResult:
+def instance_inference(scores: torch.Tensor, labels: torch.Tensor, mask_logits: torch.Tensor,
+                       queries: torch.Tensor | None = None) -> InstanceResult:
     """Scored instances from the top-k pairs and their masks' logits ``[N, H, W]`` (one per pair).
 
     Score = class probability x mean mask probability inside the mask (logit > 0); sorted by
@@ -171,7 +172,8 @@ def instance_inference(scores: torch.Tensor, labels: torch.Tensor, mask_logits: 
     final = scores * mask_scores
     order = final.argsort(descending=True, stable=True)
     masks = masks[order]
-    return InstanceResult(masks=masks, scores=final[order], labels=labels[order], boxes=masks_to_boxes(masks))
+    return InstanceResult(masks=masks, scores=final[order], labels=labels[order], boxes=masks_to_boxes(masks),
+                          queries=None if queries is None else queries[order])
 
 
 def semantic_result(scores: torch.Tensor) -> SemanticResult:

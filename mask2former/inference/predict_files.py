@@ -77,7 +77,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
             task: str | Sequence[str] = "panoptic", *, preset: str | None = None, device: str = "cpu",
             batch_size: int = 1, overlays: bool = True, score_threshold: float = 0.5, strict: bool = False,
             progress: bool = False, tile: int | None = None, overlap: float = DEFAULT_OVERLAP,
-            axis: int | str = "auto", precision: str = "fp32") -> PredictionReport:
+            axis: int | str = "auto", precision: str = "fp32", max_frames: int | None = None) -> PredictionReport:
     """Run a checkpoint over images and write results under ``output`` (see ``writers``).
 
     A bad image is logged, skipped and listed in the report's ``failed``; with ``strict`` the first
@@ -92,14 +92,23 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
 
     Medical volumes (``.nii`` / ``.nii.gz`` files, DICOM series folders) are predicted slice by
     slice along ``axis`` into label volumes of the input's format and geometry (``predict_volumes``).
+
+    Videos (``.mp4``, ``.avi``, ... files) and cameras (``camera:N``) are predicted frame by frame
+    into an annotated video and per-frame results with instance tracks (``video``), up to
+    ``max_frames`` frames each.
     """
     from mask2former.inference.predict_volumes import is_volume_input, predict_volume_files
+    from mask2former.inference.video import is_video_input
 
     if any(is_volume_input(p) for p in inputs):  # label volumes in the input's format, not image results
         done = predict_volume_files(checkpoint, inputs, output, preset=preset, device=device, batch_size=batch_size,
                                     axis=axis, strict=strict, precision=precision)
         return PredictionReport(Path(output), total=len(done.written) + len(done.failed), written=done.written,
                                 failed=[(Path(f.path), f.problem) for f in done.failed])
+    if any(is_video_input(p) for p in inputs):  # annotated videos and per-frame results with tracks
+        return _predict_videos(checkpoint, inputs, output, task, preset=preset, device=device, precision=precision,
+                               score_threshold=score_threshold, strict=strict, progress=progress,
+                               max_frames=max_frames)
     tasks = parse_tasks(task)
     batch_size = check_batch_size(batch_size)
     score_threshold = check_score_threshold(score_threshold)
@@ -134,6 +143,35 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
                            len(report.written), len(paths), output)
             raise
     logger.info("wrote results for %d of %d images to %s", len(report.written), len(paths), output)
+    return report
+
+
+def _predict_videos(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
+                    task: str | Sequence[str], *, preset: str | None, device: str, precision: str,
+                    score_threshold: float, strict: bool, progress: bool, max_frames: int | None) -> PredictionReport:
+    from mask2former.inference.video import is_video_input, predict_video
+
+    tasks = parse_tasks(task)
+    if len(tasks) != 1:
+        raise ConfigError("a video is annotated for one task: --task semantic, instance or panoptic")
+    others = [str(p) for p in inputs if not is_video_input(p)]
+    if others:
+        raise ConfigError(f"videos and images cannot be mixed in one run ({brief(others)} are not videos)")
+    score_threshold = check_score_threshold(score_threshold)
+    model = load_model(checkpoint, preset=preset, device=device, precision=precision)
+    predictor = Predictor(model, device=device)
+    report = PredictionReport(Path(output), total=len(inputs))
+    for source in inputs:
+        try:
+            done = predict_video(predictor, source, output, tasks[0], score_threshold=score_threshold,
+                                 max_frames=max_frames, progress=progress)
+        except Mask2FormerError as error:
+            if strict:
+                raise
+            logger.error("%s", error)
+            report.failed.append((Path(source), str(error)))
+            continue
+        report.written.append(Path(done.video))
     return report
 
 

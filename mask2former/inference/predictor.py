@@ -212,7 +212,7 @@ class Predictor:
             result.panoptic = pp.panoptic_inference(class_logits, big[position[keep]], self.thing_flags,
                                                     cfg.object_mask_threshold, cfg.overlap_threshold, keep=keep)
         if "instance" in tasks:
-            result.instance = pp.instance_inference(scores, labels, big[position[queries]])
+            result.instance = pp.instance_inference(scores, labels, big[position[queries]], queries)
         return result
 
     @torch.inference_mode()

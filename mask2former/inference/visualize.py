@@ -71,7 +71,7 @@ def _draw(image: np.ndarray, ids: np.ndarray, colors: dict[int, np.ndarray], lab
 
 def overlay(image: np.ndarray, result: ImageResult, task: str, class_names: Sequence[str],
             class_colors: np.ndarray, *, score_threshold: float = 0.5, alpha: float = 0.55,
-            pixels: PixelConfig | None = None) -> Image.Image:
+            pixels: PixelConfig | None = None, tracks: Sequence[int] | None = None) -> Image.Image:
     """The image ``[H, W]`` or ``[H, W, C]`` (any dtype, as ``read_image`` gives it) with one task's
     result drawn over it; ``pixels`` (the model's) say how to show it (default: the default rule)."""
     image = display_image(image, pixels)
@@ -96,8 +96,10 @@ def overlay(image: np.ndarray, result: ImageResult, task: str, class_names: Sequ
     for rank in reversed(keep):  # highest score painted last, on top
         ids[inst.masks[rank].cpu().numpy()] = rank + 1
         label = int(inst.labels[rank])
-        colors[rank + 1] = _jitter(class_colors[label], rank)
-        labels[rank + 1] = f"{class_names[label]} {float(inst.scores[rank]):.2f}"
+        # in a video an instance keeps its track's shade and number from frame to frame
+        colors[rank + 1] = _jitter(class_colors[label], rank if tracks is None else int(tracks[rank]))
+        labels[rank + 1] = (f"{class_names[label]} {float(inst.scores[rank]):.2f}" if tracks is None
+                            else f"#{int(tracks[rank])} {class_names[label]} {float(inst.scores[rank]):.2f}")
     pil = _draw(image, ids, colors, labels, alpha)
     draw = ImageDraw.Draw(pil)
     for rank in keep:
