@@ -84,6 +84,25 @@ def test_the_exported_file_carries_the_config_and_predicts_what_pytorch_predicts
     torch.testing.assert_close(got.instance.scores, want.instance.scores, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "torch-export"])
+def test_serve_answers_from_the_exported_file_what_the_model_predicts(exported, fmt):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mask2former.serve import build_app
+    from tests.serve.conftest import png
+
+    model, paths = exported
+    image = random_image(150, 190, seed=3)
+    want = Predictor(model)(image, task="panoptic")
+    with TestClient(build_app(paths[fmt])) as client:
+        info = client.get("/v1/model").json()
+        answer = client.post("/v1/predict?task=panoptic", content=png(image)).json()
+    assert (info["format"], info["precision"]) == (fmt, "fp32")
+    assert [(s["category_id"], s["area"]) for s in answer["segments_info"]] == [
+        (s.label, s.area) for s in want.panoptic.segments_info] != []
+
+
 def test_export_command_writes_checks_and_predict_and_eval_read_the_file(tmp_path, capsys):
     data = write_synthetic(tmp_path / "data", num_train=1, num_val=2, seed=2, sizes=((160, 224), (224, 160)))
     categories = build_split(load_data_config(data), "val").categories

@@ -1,14 +1,18 @@
 """The web page in a real headless Chromium (Debian's, driven by Playwright, which never downloads
 a browser here): it loads with nothing from outside, an uploaded image comes back drawn over with
-a legend of the segments present, hovering names a segment, unticking one hides it."""
+a legend of the segments present, hovering names a segment, unticking one hides it, and the JSON
+and the picture download."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mask2former.serve.app import STATIC, create_app
 from tests.serve.conftest import live_server, png
@@ -82,6 +86,14 @@ def test_upload_draws_the_overlay_and_the_legend(predictor, image, tmp_path):
             hidden = interior & (ids == largest["id"])
             assert np.array_equal(again[hidden], image[hidden])
             assert not np.array_equal(again[~hidden & (ids > 0) & interior], image[~hidden & (ids > 0) & interior])
+
+            # the downloads: the answer as JSON, the drawn picture as PNG
+            with page.expect_download() as download:
+                page.click("#download-json")
+            assert json.loads(Path(download.value.path()).read_text()) == answer
+            with page.expect_download() as download:
+                page.click("#download-png")
+            assert Image.open(download.value.path()).size == (100, 72)
 
             # another task from the same page
             page.check("input[name=task][value=semantic]")
