@@ -325,12 +325,17 @@ def locate_backbone_weights(backbone: BackboneConfig) -> Path | None:
         return path
     entry = _standard_entry(backbone, backbone.weights)
     found = _find_cached(entry)
+    from mask2former.download import OFFLINE_ENV, Checksum, fetch, offline
+
+    if found is None and not offline():
+        name = entry.torch_cache[0]
+        found = fetch(entry.url, torch_cache_dir() / name, checksum=Checksum.of_torchvision_file(name))
     if found is None:
         torch_dir, hub_dir = torch_cache_dir(), hf_cache_dir()
         raise CheckpointError(
             f"backbone weights {backbone.weights!r}: the standard file of this backbone ({entry.name}) is not in the "
-            f"local caches, and nothing is downloaded. Looked for {' or '.join(entry.torch_cache)} in torchvision's "
-            f"cache {torch_dir} and for "
+            f"local caches, and {OFFLINE_ENV} forbids downloading it. Looked for {' or '.join(entry.torch_cache)} "
+            f"in torchvision's cache {torch_dir} and for "
             + " or ".join(f"models--{r.replace('/', '--')}/snapshots/*/model.safetensors" for r in entry.hub_repos)
             + f" (or pytorch_model.bin) in the HuggingFace cache {hub_dir}. Put {entry.torch_cache[0]} ({entry.url})"
             f" in {torch_dir}, or pass the file's path")

@@ -367,6 +367,7 @@ def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
     that fit several settings are refused with the ``--preset`` choices.
     """
     check_precision(precision)
+    path, preset = _named_weights(path, preset)
     if exported_format(path) is not None:
         exported = load_exported(path, device=device, precision=precision)
         _say_precision(path, exported.precision, precision, "as exported")
@@ -380,6 +381,20 @@ def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
     runnable = with_precision(model.to(device).eval(), precision)
     _say_precision(path, precision_of(runnable), precision, auto_precision()[1])
     return runnable
+
+
+def _named_weights(path: str | os.PathLike, preset: str | ModelConfig | None
+                   ) -> tuple[str | os.PathLike, str | ModelConfig | None]:
+    """A zoo preset's name (``r50_coco_panoptic``) where no such file exists: its model-zoo file,
+    downloaded once into the cache (``download``), read with that preset."""
+    from mask2former.zoo import weights_for
+
+    name = os.fspath(path)
+    if Path(name).exists() or weights_for(name) is None:
+        return path, preset
+    from mask2former.download import zoo_file
+
+    return zoo_file(name), preset or name
 
 
 def _say_precision(path: str | os.PathLike, running: str, requested: str, why_auto: str) -> None:

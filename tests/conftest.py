@@ -15,6 +15,9 @@ torch.set_num_threads(2)
 # Tests compare exact fp32 numbers; `--precision auto` would pick bf16 on CPUs with native bf16.
 # The auto choice itself is tested with this variable set both ways (tests/test_precision.py).
 os.environ[BF16_OVERRIDE] = "0"
+# Tests never download: weights by name look in the caches only, unless a test points the mirror at
+# its own server on 127.0.0.1 (tests/test_download.py).
+os.environ["MASK2FORMER_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True)

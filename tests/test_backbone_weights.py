@@ -315,7 +315,7 @@ def test_imagenet_with_empty_caches_names_the_file_and_folders(caches):
     message = str(e.value)
     assert "resnet18-f37072fd.pth" in message and str(torch_dir) in message
     assert "models--timm--resnet18.tv_in1k" in message and str(hub_dir) in message
-    assert "nothing is downloaded" in message
+    assert "MASK2FORMER_OFFLINE forbids downloading it" in message
 
 
 def test_imagenet_loads_from_the_torchvision_cache(caches, sources):

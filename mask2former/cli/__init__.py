@@ -9,13 +9,26 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mask2former.cli import benchmark, compare, convert, demo, export, predict, presets, serve, stats, synth, train
+from mask2former.cli import (
+    benchmark,
+    compare,
+    convert,
+    demo,
+    export,
+    predict,
+    presets,
+    serve,
+    stats,
+    synth,
+    train,
+    weights,
+)
 from mask2former.cli import eval as eval_
 from mask2former.cli.options import pixel_limit
 
 COMMANDS = {"train": train, "eval": eval_, "predict": predict, "compare": compare, "synth": synth,
             "convert": convert, "export": export, "benchmark": benchmark, "presets": presets, "demo": demo,
-            "stats": stats, "serve": serve}
+            "stats": stats, "serve": serve, "weights": weights}
 
 
 def build_parser() -> argparse.ArgumentParser:
