@@ -1,10 +1,11 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create .venv, install, run the demo (main job on an embedded default)
+#   make demo   - create .venv, install the runtime (no test extras), run the demo (main job on an embedded default)
 #   make test   - create .venv, install with test extras, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
 
 .PHONY: install demo test lint fuzz bench clean
 
@@ -19,9 +20,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps cityscapesscripts pyquaternion
 	touch $(STAMP)
 
+# the demo needs the runtime only (no test tools, references or browsers)
+$(RUNTIME): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/mask2former demo --output demo_output
 
 test: $(STAMP)

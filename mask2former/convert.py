@@ -315,15 +315,16 @@ def hf_config_dict(config: ModelConfig) -> dict[str, Any]:
     }
 
 
-def config_from_hf(hf: Mapping[str, Any]) -> ModelConfig:
-    """Our ``ModelConfig`` from a HuggingFace ``config.json`` (dict)."""
+def config_from_hf(hf: Mapping[str, Any], weights_classes: int | None = None) -> ModelConfig:
+    """Our ``ModelConfig`` from a HuggingFace ``config.json`` (dict). A config without ``id2label``
+    and ``num_labels`` takes the class count of its weights (``weights_classes``), with numbered names."""
     bc = hf.get("backbone_config")
     if not bc:
         raise ConversionError("config.json has no backbone_config (timm / named backbones are not supported)")
     id2label = hf.get("id2label") or {}
-    if not id2label and "num_labels" not in hf:
+    if not id2label and "num_labels" not in hf and weights_classes is None:
         raise ConversionError("config.json has neither id2label nor num_labels")
-    num_classes = len(id2label) if id2label else int(hf["num_labels"])
+    num_classes = len(id2label) if id2label else int(hf.get("num_labels", weights_classes))
     names = [id2label[k] for k in sorted(id2label, key=int)] if id2label else []
     decoder = _from_hf(DecoderConfig, hf, _HF_DECODER)
     if "decoder_layers" in hf:  # HF counts the prediction from the learnable queries as a layer

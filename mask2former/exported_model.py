@@ -86,7 +86,7 @@ def load_exported(path: str | os.PathLike, *, device: str | torch.device = "cpu"
     what the file holds, except that OpenVINO files also run with the bf16 hint."""
     path = Path(path)
     check_precision(precision)
-    if torch.device(device).type != "cpu":
+    if device != "auto" and torch.device(device).type != "cpu":  # auto: the CPU, where exported files run
         raise ExportError(f"{path}: exported models run on the CPU (--device cpu), not {device}")
     format = exported_format(path)
     if format is None or not path.exists():

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 TASKS = ("semantic", "instance", "panoptic")  # what one model predicts; every command names them so
+PRECISIONS = ("fp32", "bf16", "int8")  # what a model runs at (mask2former.precision)
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 IGNORE_LABEL = 255  # void in semantic label maps, read and written (ADE20K, Cityscapes trainIds, detectron2)
 EXPORT_FORMATS = ("onnx", "openvino", "torch-export")  # what `mask2former export` writes and --checkpoint runs
 PANOPTIC_VOID_ID = 0  # segment id 0 in a COCO panoptic PNG: no segment, not scored

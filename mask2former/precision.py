@@ -20,11 +20,9 @@ from torch import nn
 
 from mask2former.cpu import cpu_name, native_bf16
 from mask2former.errors import ConfigError
+from mask2former.formats import PRECISION_CHOICES
 from mask2former.modeling import Mask2Former
 from mask2former.structures import Mask2FormerOutput
-
-PRECISIONS = ("fp32", "bf16", "int8")
-PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 
 def check_precision(precision: str) -> str:

@@ -29,6 +29,7 @@ from mask2former.convert import (
     convert_hf_state_dict,
     convert_official_state_dict,
 )
+from mask2former.device import resolve_device
 from mask2former.errors import CheckpointError, ConfigError, brief
 from mask2former.exported_model import RunnableModel, exported_format, load_exported
 from mask2former.modeling import Mask2Former
@@ -231,10 +232,6 @@ def _read_hf_dir(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     if hf_config.get("model_type") != "mask2former":
         raise CheckpointError(f"{path / 'config.json'}: model_type is {hf_config.get('model_type')!r}, "
                               "expected 'mask2former'")
-    try:
-        config = config_from_hf(hf_config)
-    except ConversionError as e:
-        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
     weights_file = next((path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).exists()), None)
     if weights_file is None:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
@@ -242,6 +239,13 @@ def _read_hf_dir(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
         state = read_safetensors(weights_file)[0]
     else:
         state = read_torch_file(weights_file)
+    head = next((v for k, v in state.items() if k.endswith("class_predictor.weight")), None)
+    try:  # no id2label / num_labels: the class head's rows say how many classes (named class_0, ...)
+        config = config_from_hf(hf_config, None if head is None else int(head.shape[0]) - 1)
+    except ConversionError as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+    if "id2label" not in hf_config and "num_labels" not in hf_config:
+        logger.warning("%s: config.json names no classes; using class_0 .. class_%d", path, config.num_classes - 1)
     _adopt_known_categories(config)
     return config, convert_hf_state_dict(state)
 
@@ -372,6 +376,7 @@ def load_model(path: str | os.PathLike, preset: str | ModelConfig | None = None,
         exported = load_exported(path, device=device, precision=precision)
         _say_precision(path, exported.precision, precision, "as exported")
         return exported
+    device = resolve_device(device)
     config, state = read_checkpoint(path, preset, need_settings=True)
     try:
         model = build_model(config)

@@ -257,3 +257,18 @@ def test_stale_temporary_files_are_removed(tmp_path, tiny_model):
     assert remove_stale_temp_files(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
     load_model(keep)
+
+
+def test_a_hf_directory_without_class_names_loads_with_numbered_ones(tmp_path, caplog):
+    import json
+
+    pytest.importorskip("transformers")
+    _, directory = make_hf_model(tmp_path, num_labels=5)
+    config = json.loads((directory / "config.json").read_text())
+    for key in ("id2label", "label2id", "num_labels"):
+        config.pop(key, None)
+    (directory / "config.json").write_text(json.dumps(config))
+    model = load_model(directory)
+    assert model.config.num_classes == 5
+    assert model.config.class_names == [f"class_{i}" for i in range(5)]
+    assert "names no classes" in caplog.text

@@ -32,9 +32,8 @@ from mask2former.benchmark import count_flops
 from mask2former.cpu import cpu_name, native_bf16
 from mask2former.errors import ConfigError
 from mask2former.exported_model import EXPORT_PRECISIONS
-from mask2former.formats import EXPORT_FORMATS
+from mask2former.formats import EXPORT_FORMATS, PRECISIONS
 from mask2former.modeling import Mask2Former
-from mask2former.precision import PRECISIONS
 
 FORMATS = ("torch", *EXPORT_FORMATS)
 FORMAT_PRECISIONS = {"torch": PRECISIONS, **EXPORT_PRECISIONS}

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mask2former import __version__
 from mask2former.cli import (
     benchmark,
     compare,
@@ -33,6 +34,7 @@ COMMANDS = {"train": train, "eval": eval_, "predict": predict, "compare": compar
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mask2former", description="Mask2Former segmentation toolkit")
+    parser.add_argument("--version", action="version", version=f"mask2former {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     parser.add_argument("--max-image-pixels", type=pixel_limit, metavar="N",
@@ -51,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["MASK2FORMER_MAX_IMAGE_PIXELS"] = args.max_image_pixels
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
+        if getattr(args, "device", None) == "auto":
+            args.device = _auto_device(getattr(args, "checkpoint", None))
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -63,6 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(error_line(e), file=sys.stderr)
         return 1
+
+
+def _auto_device(checkpoint: str | None) -> str:
+    """``--device auto`` made concrete once, for everything the command runs: the CPU for an
+    exported file (where exported graphs run), else a CUDA GPU, else MPS, else the CPU."""
+    from mask2former.device import auto_device
+    from mask2former.exported_model import exported_format
+
+    if checkpoint is not None and exported_format(checkpoint) is not None:
+        return "cpu"
+    return str(auto_device())
 
 
 def error_line(error: BaseException) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mask2former.cli.options import channel_width, positive_float, positive_int, preset_name
+from mask2former.cli.options import add_device_option, channel_width, positive_float, positive_int, preset_name
 from mask2former.cli.train import add_backbone_weights_option, add_scale_to_batch_option
 
 
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline-lr", type=positive_float,
                    help="base learning rate of both baselines, > 0 (default: Mask2Former's, from the preset)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields, as in train")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before anything is loaded)")
+    add_device_option(p)
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mask2former.cli.options import add_precision_option, positive_int, preset_name
+from mask2former.cli.options import add_device_option, add_precision_option, positive_int, preset_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="folder for predictions, metrics.json and report.md")
     p.add_argument("--tta", action="store_true", help="semantic: multi-scale + flip test-time augmentation")
     p.add_argument("--preset", type=preset_name, help="zoo setting of an official .pkl")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before anything is loaded)")
+    add_device_option(p)
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass, >= 1")
     add_precision_option(p)
     p.set_defaults(run=run)
@@ -39,5 +39,11 @@ def run(args: argparse.Namespace) -> int:
     if is_main():
         width = max(len(k) for k in metrics) if metrics else 0
         for key, value in metrics.items():
-            print(f"{key:{width}s} {value:7.2f}" + (" mm" if key.startswith("hd95") else ""))  # volumes: HD95
+            print(f"{key:{width}s} {metric_text(value)}" + (" mm" if key.startswith("hd95") else ""))  # HD95: mm
     return 0
+
+
+def metric_text(value: float) -> str:
+    """A metric as eval prints it: ``n/a`` where COCO's -1 (no objects of that size) or NaN (a class
+    absent from the split) stand for "not measurable", as the report writes them."""
+    return "    n/a" if value != value or value == -1.0 else f"{value:7.2f}"

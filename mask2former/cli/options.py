@@ -23,12 +23,19 @@ def _integer(text: str, low: int) -> int:
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     """``--precision``, the same for every command that runs a model."""
-    from mask2former.precision import PRECISION_CHOICES
+    from mask2former.formats import PRECISION_CHOICES
 
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="fp32; bf16 (CPU autocast, OpenVINO's bf16); int8 (PyTorch dynamic quantization of the "
                              "linear layers, or an int8 export). auto (default): bf16 on CPUs with native bf16 "
                              "(AVX-512 BF16, AMX), else fp32; an exported file runs as exported")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``, the same for every command that runs a model."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: a CUDA GPU, else Apple's MPS, else the CPU; the log says which), cpu, "
+                             "cuda, cuda:N or mps; exported files run on the CPU")
 
 
 def positive_int(text: str) -> int:

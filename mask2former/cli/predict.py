@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mask2former.cli.options import add_precision_option, non_negative_int, positive_int, preset_name, probability
+from mask2former.cli.options import (
+    add_device_option,
+    add_precision_option,
+    non_negative_int,
+    positive_int,
+    preset_name,
+    probability,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="panoptic", choices=["semantic", "instance", "panoptic", "all"])
     p.add_argument("--preset", default=None, type=preset_name,
                    help="zoo setting of an official .pkl (default: from its file name or its shapes)")
-    p.add_argument("--device", default="cpu")
+    add_device_option(p)
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--score-threshold", type=probability, default=0.5, help="instances drawn in overlays, in [0, 1]")

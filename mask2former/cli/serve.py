@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from mask2former.cli.options import add_precision_option, positive_float, positive_int, preset_name, probability
+from mask2former.cli.options import (
+    add_device_option,
+    add_precision_option,
+    positive_float,
+    positive_int,
+    preset_name,
+    probability,
+)
 
 TOKEN_ENV = "MASK2FORMER_TOKEN"
 
@@ -37,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default=None,
                    help=f"require 'Authorization: Bearer TOKEN' on /v1/* and /metrics (default: ${TOKEN_ENV}, "
                         "else no token)")
-    p.add_argument("--device", default="cpu")
+    add_device_option(p)
     add_precision_option(p)
     p.set_defaults(run=run)
 

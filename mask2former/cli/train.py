@@ -10,7 +10,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mask2former.cli.options import positive_int, preset_name, probability
+from mask2former.cli.options import add_device_option, positive_int, preset_name, probability
 from mask2former.config import INTENSITY_RULES
 from mask2former.errors import brief
 
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", help="start from this checkpoint's weights (heads re-initialised if classes differ)")
     add_backbone_weights_option(p)
     add_scale_to_batch_option(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before anything is loaded)")
+    add_device_option(p)
     p.add_argument("--skip-bad", action="store_true", help="skip images whose files or annotations are broken")
     p.add_argument("--max-skipped", type=probability, default=0.1,
                    help="with --skip-bad: stop when more than this fraction of the samples fail to load "

@@ -20,7 +20,7 @@ from mask2former.data.intensity import OnModelScale, as_image_array, match_chann
 from mask2former.data.transforms import inference_size, resize_image, shortest_edge_size
 from mask2former.device import resolve_device
 from mask2former.errors import ConfigError, Mask2FormerError, brief
-from mask2former.exported_model import RunnableModel
+from mask2former.exported_model import ExportedModel, RunnableModel
 from mask2former.formats import TASKS
 from mask2former.inference import postprocess as pp
 from mask2former.structures import ImageResult
@@ -110,7 +110,8 @@ class Predictor:
         self.config = config or model.config
         self.inference = inference or self.config.inference
         self.batch_size = check_batch_size(batch_size)
-        self.device = resolve_device(device)
+        exported = isinstance(model, ExportedModel) and device == "auto"
+        self.device = resolve_device("cpu" if exported else device)  # exported graphs run on the CPU
         self.model = model.to(self.device).eval()
         self.pixels = self.config.pixels
         self.thing_flags = self.config.thing_flags

@@ -57,3 +57,58 @@ def test_a_short_demo_runs_end_to_end(tmp_path, capsys):
     assert "PQ" in printed and "mIoU" in printed
     assert (out / "train" / "model_final.pt").exists() and (out / "eval" / "metrics.json").exists()
     assert sorted((out / "predictions" / "overlays").iterdir())
+
+
+def test_help_and_version_answer_without_loading_torch():
+    """`mask2former --help` builds every command's parser; none of that may import torch (seconds)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mask2former, mask2former.cli as cli; cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'scipy', 'PIL')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "'torch'" not in result.stdout, result.stdout
+    version = subprocess.run([sys.executable, "-m", "mask2former", "--version"], capture_output=True, text=True,
+                             timeout=120)
+    import mask2former
+
+    assert version.stdout.strip() == f"mask2former {mask2former.__version__}"
+
+
+def test_the_package_names_resolve_lazily():
+    import mask2former
+
+    for name in mask2former.__all__:
+        assert getattr(mask2former, name) is not None
+    assert sorted(mask2former.__all__) == sorted(mask2former._WHERE)
+
+
+def test_device_auto_is_the_default_and_says_what_it_picked(caplog):
+    import argparse
+    import logging
+
+    import torch
+
+    from mask2former.cli import build_parser
+    from mask2former.device import auto_device, resolve_device
+
+    for command in (["predict", "--checkpoint", "c", "--input", "i", "--output", "o"],
+                    ["eval", "--checkpoint", "c", "--data", "d", "--output", "o"], ["serve", "--checkpoint", "c"],
+                    ["train", "--data", "d", "--output", "o"]):
+        args = build_parser().parse_args(command)
+        assert isinstance(args, argparse.Namespace) and args.device == "auto", command
+    auto_device.cache_clear()
+    with caplog.at_level(logging.INFO, logger="mask2former.device"):
+        picked = resolve_device("auto")
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if hasattr(torch.backends, "mps") and torch.backends.mps.is_available() else "cpu")
+    assert picked.type == expected
+    assert f"device auto: {expected}" in caplog.text
+
+
+def test_eval_prints_na_for_cocos_minus_one_and_nan():
+    from mask2former.cli.eval import metric_text
+
+    assert metric_text(-1.0).strip() == "n/a" and metric_text(float("nan")).strip() == "n/a"
+    assert metric_text(45.256) == "  45.26" and metric_text(0.0) == "   0.00"
